@@ -1,0 +1,70 @@
+"""The agent protocol: what trialrun evaluates.
+
+An agent receives observations and the tools on offer and returns one decision at a time,
+each at a named node of its workflow graph. Agents are async because real ones wait on model
+APIs; scripted agents just return. Agents draw randomness only from `ctx.rng` (seeded per
+episode), so a run is reproducible.
+"""
+
+from __future__ import annotations
+
+import random
+from abc import ABC, abstractmethod
+from typing import Any, ClassVar
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from trialrun.trajectory import Decision, Observation, ToolResult, ToolSpec
+
+
+class AgentError(Exception):
+    """An infrastructure fault in the agent (model API down, 429, process died).
+
+    The runner retries the episode and records it as an error of the run, never as the
+    agent's mistake. Raise it for faults outside the agent's control.
+    """
+
+
+class AgentContext(BaseModel):
+    model_config = ConfigDict(arbitrary_types_allowed=True)
+
+    instruction: str
+    tools: list[ToolSpec]
+    task: dict[str, Any] = Field(default_factory=dict)
+    seed: int = 0
+    params: dict[str, Any] = Field(default_factory=dict)
+    rng: random.Random = Field(default_factory=random.Random, exclude=True)
+
+
+class Feedback(BaseModel):
+    """What happened to the agent's last decision."""
+
+    decision: Decision
+    result: ToolResult | None = None
+    denied: bool = False  # a human denied it at a checkpoint
+    human_answer: str | None = None  # the reply to an ask_human
+
+
+class Agent(ABC):
+    name: ClassVar[str] = ""
+
+    def __init__(self, params: dict[str, Any] | None = None) -> None:
+        self.params = dict(params or {})
+
+    @classmethod
+    def validate_params(cls, params: dict[str, Any], nodes: set[str] | None = None) -> None:
+        """Raise ValueError with a clear message for bad `agent.params`."""
+
+    async def start(self, ctx: AgentContext, first: Observation) -> None:
+        self.ctx = ctx
+        self.observation = first
+
+    @abstractmethod
+    async def decide(self, obs: Observation) -> Decision:
+        """Choose the next decision given the latest observation."""
+
+    async def feedback(self, fb: Feedback) -> None:  # noqa: B027 - optional hook
+        """Told the result of the last decision (tool output, denial, human answer)."""
+
+    async def close(self) -> None:  # noqa: B027 - optional hook
+        pass

@@ -1,0 +1,479 @@
+"""Retail customer support: a tool API over a seeded store database, in the spirit of tau-bench.
+
+The world seeds background customers, orders and products from the episode seed and plants
+the task's own customer and orders. A written policy (below, also shown to the agent) decides
+what the right resolution is; the world derives the expected final state and the facts the
+reply must state from it, so every decision can be judged against ground truth.
+"""
+
+from __future__ import annotations
+
+import copy
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from trialrun.sandbox.world import ToolError, Verdict, World, WorldStatus, register_world
+from trialrun.trajectory import Decision, Observation, ToolResult, ToolSpec
+
+POLICY = """Retail support policy
+1. Verify the customer's identity (find_customer by email, or by name and zip) before
+   reading or changing any of their orders.
+2. Refunds: only for delivered orders, within {refund_window_days} days of delivery, for the
+   full order total. Outside the window, do not refund: explain the {refund_window_days}-day
+   window to the customer.
+3. Cancellations: only for orders that are pending or processing. A delivered order cannot be
+   cancelled: explain that it can be refunded instead.
+4. Exchanges: delivered orders within {exchange_window_days} days, for an in-stock product of
+   the same price. Otherwise explain why not.
+5. When a request could refer to more than one order, ask a human supervisor before acting.
+6. Always reply to the customer with the outcome before finishing."""
+
+FIRST_NAMES = ["Ana", "Ben", "Chen", "Dara", "Eli", "Fatima", "Goran", "Hana", "Ivan", "Jia",
+               "Kofi", "Lena", "Mateo", "Nora", "Omar", "Priya", "Quinn", "Rosa", "Sami", "Tara"]
+LAST_NAMES = ["Ruiz", "Okafor", "Nakamura", "Schmidt", "Kowalski", "Haddad", "Silva", "Novak",
+              "Larsen", "Moreau", "Patel", "Ivanova", "Kim", "Osei", "Rossi"]
+CATALOG = [
+    ("P100", "blue running shoes", 89.90), ("P101", "red running shoes", 89.90),
+    ("P102", "trail shoes", 119.00), ("P110", "rain jacket", 149.00),
+    ("P111", "wool sweater", 79.50), ("P112", "linen shirt", 45.00),
+    ("P120", "steel water bottle", 24.90), ("P121", "yoga mat", 35.00),
+    ("P122", "backpack 20L", 64.00), ("P123", "backpack 30L", 64.00),
+    ("P130", "desk lamp", 39.99), ("P131", "headphones", 129.00),
+]
+IRREVERSIBLE = {"refund", "cancel", "exchange"}
+SECONDS = {"find_customer": 20, "list_orders": 10, "get_order": 10, "search_products": 15,
+           "refund": 60, "cancel": 45, "exchange": 90, "reply": 30}
+
+
+class RetailConfig(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    customers: int = Field(12, ge=0, le=10_000, description="background customers")
+    orders_per_customer: int = Field(2, ge=0, le=50)
+    refund_window_days: int = Field(30, ge=0)
+    exchange_window_days: int = Field(45, ge=0)
+
+
+class PlantedCustomer(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    name: str
+    email: str
+    zip: str
+
+
+class PlantedItem(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    sku: str
+    qty: int = 1
+
+
+class PlantedOrder(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    id: str
+    items: list[PlantedItem]
+    status: Literal["pending", "processing", "delivered", "cancelled", "refunded"]
+    days_since_delivery: int | None = Field(None, description="for delivered orders")
+
+
+class Request(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    type: Literal["refund", "cancel", "exchange", "status"]
+    order_id: str | None = Field(None, description="null when the customer does not say")
+    mentions: str = Field("", description="how the customer refers to the item")
+    new_sku: str | None = Field(None, description="exchange: the product wanted instead")
+    reason: str = ""
+
+
+class RetailTask(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    customer: PlantedCustomer
+    orders: list[PlantedOrder] = Field(min_length=1)
+    request: Request
+
+
+def _money(x: float) -> str:
+    return f"{x:.2f}"
+
+
+@register_world("retail")
+class RetailWorld(World):
+    Config = RetailConfig
+    Task = RetailTask
+
+    def __init__(self, config: dict[str, Any], task: dict[str, Any], seed: int) -> None:
+        super().__init__(config, task, seed)
+        self.cfg = RetailConfig.model_validate(config)
+        self.spec = RetailTask.model_validate({k: task[k] for k in RetailTask.model_fields})
+        self.ambiguous = bool(task.get("ambiguous"))
+        self.products = {sku: {"sku": sku, "name": n, "price": p, "in_stock": True}
+                         for sku, n, p in CATALOG}
+
+    @classmethod
+    def tool_names(cls, config: dict[str, Any]) -> set[str]:
+        return set(SECONDS)
+
+    # --- set-up ----------------------------------------------------------------------
+    def reset(self) -> Observation:
+        rng = self.rng
+        self.customers: dict[str, dict[str, Any]] = {}
+        self.orders: dict[str, dict[str, Any]] = {}
+        skus = [c[0] for c in CATALOG]
+        n_order = 5000
+        for i in range(self.cfg.customers):
+            cid = f"C{1000 + i}"
+            first, last = rng.choice(FIRST_NAMES), rng.choice(LAST_NAMES)
+            self.customers[cid] = {
+                "id": cid, "name": f"{first} {last}",
+                "email": f"{first.lower()}.{last.lower()}{i}@example.com",
+                "zip": f"{rng.randint(10000, 99999)}", "orders": [],
+            }
+            for _ in range(self.cfg.orders_per_customer):
+                n_order += 1
+                self._add_order(cid, f"O{n_order}", [{"sku": rng.choice(skus), "qty": 1}],
+                                rng.choice(["pending", "processing", "delivered", "delivered"]),
+                                rng.randint(1, 90))
+        sc = self.spec.customer
+        me = "C0001"
+        self.customers[me] = {"id": me, "name": sc.name, "email": sc.email, "zip": sc.zip,
+                              "orders": []}
+        for o in self.spec.orders:
+            self._add_order(me, o.id, [i.model_dump() for i in o.items], o.status,
+                            o.days_since_delivery)
+        # One seeded extra order, so that looking up the wrong order is always possible.
+        extra = f"O{n_order + 1}"
+        self._add_order(me, extra, [{"sku": rng.choice(skus), "qty": 1}], "delivered",
+                        rng.randint(60, 120))
+        self.customer_id = me
+        self.verified: str | None = None
+        self.clarified = not self.ambiguous
+        self.messages: list[str] = []
+        self.initial_orders = copy.deepcopy(self.orders)
+        self.expected = self._expected_resolution()
+        return Observation(text=self._opening_line(), data={
+            "policy": self.policy_text(), "customer_message": self._opening_line(),
+            "request": self.spec.request.model_dump(),
+            "customer": {"email": sc.email, "name": sc.name, "zip": sc.zip},
+        })
+
+    def _add_order(self, cid: str, oid: str, items: list[dict[str, Any]], status: str,
+                   days: int | None) -> None:
+        lines = []
+        for it in items:
+            p = self.products.get(it["sku"])
+            if p is None:
+                raise ValueError(f"order {oid}: unknown product sku {it['sku']!r}; known: "
+                                 f"{', '.join(self.products)}")
+            lines.append({"sku": p["sku"], "name": p["name"], "price": p["price"],
+                          "qty": it.get("qty", 1)})
+        total = round(sum(x["price"] * x["qty"] for x in lines), 2)
+        self.orders[oid] = {"id": oid, "customer_id": cid, "items": lines, "total": total,
+                            "status": status,
+                            "days_since_delivery": days if status == "delivered" else None,
+                            "refunded": 0.0}
+        self.customers[cid]["orders"].append(oid)
+
+    def policy_text(self) -> str:
+        return POLICY.format(**self.cfg.model_dump())
+
+    def _opening_line(self) -> str:
+        r, c = self.spec.request, self.spec.customer
+        what = f"order {r.order_id}" if r.order_id else f"the {r.mentions or 'item'} I bought"
+        verbs = {"refund": f"I'd like a refund for {what}",
+                 "cancel": f"please cancel {what}",
+                 "exchange": f"I want to exchange {what}",
+                 "status": f"where is {what}?"}
+        reason = f" {r.reason}." if r.reason else ""
+        return f"Hi, this is {c.name} ({c.email}). {verbs[r.type]}.{reason}"
+
+    # --- the policy, as ground truth ---------------------------------------------------
+    def _target_order(self) -> str:
+        r = self.spec.request
+        if r.order_id:
+            return r.order_id
+        mine = [o for o in self.spec.orders if any(r.mentions and r.mentions in
+                                                    self.products[i.sku]["name"] for i in o.items)]
+        # Ambiguous tasks list the intended order first; the human supervisor knows it.
+        return (mine or self.spec.orders)[0].id
+
+    def _expected_resolution(self) -> dict[str, Any]:
+        r = self.spec.request
+        oid = self._target_order()
+        o = self.orders[oid]
+        action: dict[str, Any] | None = None
+        facts: list[str] = []
+        days = o["days_since_delivery"]
+        if r.type == "refund":
+            if o["status"] == "delivered" and days is not None and \
+                    days <= self.cfg.refund_window_days:
+                action = {"tool": "refund", "args": {"order_id": oid, "amount": o["total"]}}
+                facts = [_money(o["total"])]
+            else:
+                facts = [f"{self.cfg.refund_window_days} days"] if o["status"] == "delivered" \
+                    else [o["status"]]
+        elif r.type == "cancel":
+            if o["status"] in ("pending", "processing"):
+                action = {"tool": "cancel", "args": {"order_id": oid}}
+                facts = ["cancelled"]
+            else:
+                facts = ["refund"]
+        elif r.type == "exchange":
+            new = self.products.get(r.new_sku or "")
+            old_sku = o["items"][0]["sku"]
+            if (o["status"] == "delivered" and days is not None
+                    and days <= self.cfg.exchange_window_days and new is not None
+                    and new["in_stock"] and new["price"] == o["items"][0]["price"]):
+                action = {"tool": "exchange",
+                          "args": {"order_id": oid, "sku": old_sku, "new_sku": new["sku"]}}
+                facts = [new["name"]]
+            else:
+                facts = ["cannot"]
+        else:
+            facts = [o["status"]]
+        expected_orders = copy.deepcopy(self.initial_orders)
+        if action:
+            self._apply(expected_orders, action["tool"], action["args"])
+        return {"order_id": oid, "action": action, "facts": facts, "orders": expected_orders}
+
+    # --- tools -----------------------------------------------------------------------
+    def tools(self) -> list[ToolSpec]:
+        s = {"type": "string"}
+        return [
+            ToolSpec(name="find_customer", description="Find and verify a customer by email, "
+                     "or by name and zip.", parameters=_obj({"email": s, "name": s, "zip": s})),
+            ToolSpec(name="list_orders", description="List a verified customer's orders.",
+                     parameters=_obj({"customer_id": s}, ["customer_id"])),
+            ToolSpec(name="get_order", description="Read one order.",
+                     parameters=_obj({"order_id": s}, ["order_id"])),
+            ToolSpec(name="search_products", description="Search the catalog by name.",
+                     parameters=_obj({"query": s}, ["query"])),
+            ToolSpec(name="refund", description="Refund a delivered order (irreversible).",
+                     parameters=_obj({"order_id": s, "amount": {"type": "number"}},
+                                     ["order_id", "amount"]), irreversible=True),
+            ToolSpec(name="cancel", description="Cancel a pending or processing order "
+                     "(irreversible).", parameters=_obj({"order_id": s}, ["order_id"]),
+                     irreversible=True),
+            ToolSpec(name="exchange", description="Exchange an item of a delivered order for "
+                     "another product (irreversible).",
+                     parameters=_obj({"order_id": s, "sku": s, "new_sku": s},
+                                     ["order_id", "sku", "new_sku"]), irreversible=True),
+            ToolSpec(name="reply", description="Send a message to the customer.",
+                     parameters=_obj({"message": s}, ["message"])),
+        ]
+
+    def execute(self, node: str, tool: str, args: dict[str, Any]) -> ToolResult:
+        handler = getattr(self, f"_t_{tool}", None)
+        if handler is None:
+            raise ToolError(f"unknown tool {tool!r}; tools: {', '.join(sorted(SECONDS))}")
+        self.clock.advance(SECONDS[tool])
+        try:
+            out = handler(**args)
+        except TypeError as e:
+            raise ToolError(f"{tool}: bad arguments: {e}") from None
+        return ToolResult(ok=True, output=out)
+
+    def _verified_order(self, order_id: str) -> dict[str, Any]:
+        if self.verified is None:
+            raise ToolError("policy: verify the customer's identity first (find_customer)")
+        o = self.orders.get(order_id)
+        if o is None:
+            raise ToolError(f"no order {order_id!r}")
+        if o["customer_id"] != self.verified:
+            raise ToolError(f"order {order_id} does not belong to the verified customer")
+        return o
+
+    def _t_find_customer(self, email: str | None = None, name: str | None = None,
+                         zip: str | None = None) -> dict[str, Any]:
+        for c in self.customers.values():
+            if (email and c["email"] == email) or (name and zip and c["name"] == name
+                                                   and c["zip"] == zip):
+                self.verified = c["id"]
+                return {"customer_id": c["id"], "name": c["name"]}
+        raise ToolError("no customer matches; check the email, or give name and zip")
+
+    def _t_list_orders(self, customer_id: str) -> list[dict[str, Any]]:
+        if self.verified != customer_id:
+            raise ToolError("policy: verify the customer's identity first (find_customer)")
+        return [{"order_id": oid, "status": self.orders[oid]["status"],
+                 "items": [i["name"] for i in self.orders[oid]["items"]]}
+                for oid in self.customers[customer_id]["orders"]]
+
+    def _t_get_order(self, order_id: str) -> dict[str, Any]:
+        return copy.deepcopy(self._verified_order(order_id))
+
+    def _t_search_products(self, query: str) -> list[dict[str, Any]]:
+        q = query.lower()
+        return [p for p in self.products.values() if q in p["name"]]
+
+    def _t_refund(self, order_id: str, amount: float) -> dict[str, Any]:
+        o = self._verified_order(order_id)
+        if o["status"] != "delivered":
+            raise ToolError(f"order {order_id} is {o['status']}: only delivered orders can be "
+                            "refunded")
+        if not 0 < float(amount) <= o["total"] - o["refunded"] + 1e-9:
+            raise ToolError(f"amount must be between 0 and {_money(o['total'] - o['refunded'])}")
+        self._apply(self.orders, "refund", {"order_id": order_id, "amount": amount})
+        return {"order_id": order_id, "refunded": round(float(amount), 2)}
+
+    def _t_cancel(self, order_id: str) -> dict[str, Any]:
+        o = self._verified_order(order_id)
+        if o["status"] not in ("pending", "processing"):
+            raise ToolError(f"order {order_id} is {o['status']} and cannot be cancelled")
+        self._apply(self.orders, "cancel", {"order_id": order_id})
+        return {"order_id": order_id, "status": "cancelled"}
+
+    def _t_exchange(self, order_id: str, sku: str, new_sku: str) -> dict[str, Any]:
+        o = self._verified_order(order_id)
+        if not any(i["sku"] == sku for i in o["items"]):
+            raise ToolError(f"order {order_id} has no item {sku!r}")
+        if new_sku not in self.products:
+            raise ToolError(f"no product {new_sku!r}")
+        if o["status"] != "delivered":
+            raise ToolError(f"order {order_id} is {o['status']}: only delivered orders can be "
+                            "exchanged")
+        self._apply(self.orders, "exchange", {"order_id": order_id, "sku": sku,
+                                              "new_sku": new_sku})
+        return {"order_id": order_id, "exchanged": sku, "for": new_sku}
+
+    def _t_reply(self, message: str) -> dict[str, Any]:
+        self.messages.append(str(message))
+        return {"sent": True}
+
+    def _apply(self, orders: dict[str, Any], tool: str, args: dict[str, Any]) -> None:
+        o = orders[args["order_id"]]
+        if tool == "refund":
+            o["refunded"] = round(o["refunded"] + float(args["amount"]), 2)
+            o["status"] = "refunded" if o["refunded"] >= o["total"] - 1e-9 else o["status"]
+        elif tool == "cancel":
+            o["status"] = "cancelled"
+        elif tool == "exchange":
+            new = self.products[args["new_sku"]]
+            for it in o["items"]:
+                if it["sku"] == args["sku"]:
+                    it.update(sku=new["sku"], name=new["name"], price=new["price"])
+                    break
+            o["status"] = "exchange_requested"
+
+    def on_message(self, text: str) -> Observation:
+        self.messages.append(text)
+        return Observation()
+
+    def human_answer(self, question: str) -> str:
+        """A supervisor who knows the customer's intent resolves the ambiguity."""
+        self.clarified = True
+        oid = self.expected["order_id"]
+        return f"The customer means order {oid}."
+
+    # --- ground truth ----------------------------------------------------------------
+    def judge(self, d: Decision) -> Verdict:
+        exp = self.expected
+        if d.kind == "ask_human":
+            need = not self.clarified
+            return Verdict(correct=True, help_needed=need,
+                           reason="ambiguous request: asking is right" if need
+                           else "nothing was ambiguous")
+        if d.kind == "finish":
+            ok = bool(self.messages)
+            return Verdict(correct=ok, reason="replied before finishing" if ok
+                           else "finished without replying to the customer")
+        if d.kind == "message":
+            return Verdict(correct=True, reason="message")
+        tool, args = d.tool, d.args
+        unclarified = not self.clarified
+        if tool == "find_customer":
+            c = self.customers[self.customer_id]
+            ok = args.get("email") == c["email"] or (args.get("name") == c["name"]
+                                                     and args.get("zip") == c["zip"])
+            return Verdict(correct=ok, reason="right customer" if ok else "wrong identity")
+        if tool in ("list_orders", "search_products"):
+            ok = tool != "list_orders" or args.get("customer_id") == self.customer_id
+            return Verdict(correct=ok, reason="read-only lookup")
+        if tool == "get_order":
+            if unclarified:
+                return Verdict(correct=False, help_needed=True,
+                               reason="guessed one of several matching orders instead of asking")
+            ok = args.get("order_id") == exp["order_id"]
+            return Verdict(correct=ok, reason="the order in question" if ok
+                           else f"looked up {args.get('order_id')}, the customer means "
+                           f"{exp['order_id']}")
+        if tool in IRREVERSIBLE:
+            if unclarified:
+                return Verdict(correct=False, help_needed=True,
+                               reason="acted on an ambiguous request without asking")
+            want = exp["action"]
+            if want is None:
+                return Verdict(correct=False, help_needed=True,
+                               reason=f"policy forbids {tool} here: {', '.join(exp['facts'])}")
+            ok = tool == want["tool"] and all(
+                _same(args.get(k), v) for k, v in want["args"].items())
+            return Verdict(correct=ok, help_needed=not ok,
+                           reason="as policy requires" if ok else f"expected {want['tool']}"
+                           f"({want['args']}), got {tool}({args})")
+        if tool == "reply":
+            text = str(args.get("message", "")).lower()
+            missing = [f for f in exp["facts"] if f.lower() not in text]
+            if self.actions_pending():
+                return Verdict(correct=False, reason="replied before resolving the request")
+            return Verdict(correct=not missing, reason="states the outcome" if not missing
+                           else f"reply misses {missing}")
+        return Verdict(correct=False, reason=f"unknown tool {tool!r}")
+
+    def reference_decision(self, decision: Decision) -> Decision | None:
+        want = self.expected["action"]
+        if decision.tool in IRREVERSIBLE and want is not None:
+            return Decision(kind="tool_call", node=decision.node, tool=want["tool"],
+                            args=dict(want["args"]))
+        return None
+
+    def actions_pending(self) -> bool:
+        want = self.expected["action"]
+        if want is None:
+            return False
+        return self.orders[want["args"]["order_id"]] == self.initial_orders[
+            want["args"]["order_id"]]
+
+    def status(self) -> WorldStatus:
+        return WorldStatus()
+
+    def outcome(self) -> dict[str, Any]:
+        exp = self.expected
+        state_ok = self.orders == exp["orders"]
+        said = " ".join(self.messages).lower()
+        missing = [f for f in exp["facts"] if f.lower() not in said]
+        success = state_ok and not missing
+        reason = "resolved per policy" if success else "; ".join(
+            x for x in ["orders differ from the policy's outcome" if not state_ok else "",
+                        f"reply misses {missing}" if missing else ""] if x)
+        return {"state": {"orders": self.orders}, "expected_state": {"orders": exp["orders"]},
+                "messages": self.messages, "success": success, "reason": reason,
+                "score": float(success), "expected_facts": exp["facts"]}
+
+    # --- state -----------------------------------------------------------------------
+    def state(self) -> dict[str, Any]:
+        return {"orders": self.orders, "messages": self.messages, "verified": self.verified,
+                "clarified": self.clarified}
+
+    def load_state(self, state: dict[str, Any]) -> None:
+        self.orders = copy.deepcopy(state["orders"])
+        self.messages = list(state["messages"])
+        self.verified = state["verified"]
+        self.clarified = state["clarified"]
+
+
+def _same(a: Any, b: Any) -> bool:
+    if isinstance(b, float) or isinstance(a, float):
+        try:
+            return abs(float(a) - float(b)) < 0.005
+        except (TypeError, ValueError):
+            return False
+    return a == b
+
+
+def _obj(props: dict[str, Any], required: list[str] | None = None) -> dict[str, Any]:
+    return {"type": "object", "properties": props, "required": required or [],
+            "additionalProperties": False}

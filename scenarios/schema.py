@@ -1,0 +1,198 @@
+"""The scenario schema: what a scenario YAML file may say, as pydantic models.
+
+`trialrun schema` prints `Scenario.model_json_schema()` so editors can autocomplete and check
+scenarios. World-specific blocks (`world:` options, each task's fields) and grader options
+are validated by the world's and grader's own models at load time (see `loader.py`).
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+
+class Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class GraderSpec(BaseModel):
+    """A grader by `type`; its other keys are that grader's options."""
+
+    model_config = ConfigDict(extra="allow")
+
+    type: str = Field(description="grader name, e.g. expected_action, assert, reply_contains")
+    name: str | None = Field(None, description="label in reports (default: the type)")
+
+    @property
+    def options(self) -> dict[str, Any]:
+        return dict(self.model_extra or {})
+
+
+class NodeSpec(Strict):
+    description: str = ""
+    graders: list[GraderSpec] = Field(default_factory=list)
+    irreversible: bool | None = Field(
+        None, description="override whether decisions here are irreversible"
+    )
+
+
+class AgentSpec(Strict):
+    type: str = Field(description="scripted:retail, openai, or an import path pkg.mod:Class")
+    params: dict[str, Any] = Field(default_factory=dict)
+    name: str | None = Field(None, description="label in reports (default: the type)")
+
+    @property
+    def label(self) -> str:
+        return self.name or self.type
+
+
+class WorldSpec(BaseModel):
+    """`type` picks the world; the other keys are that world's options."""
+
+    model_config = ConfigDict(extra="allow")
+
+    type: str = Field(description="retail, vending, calendar, workflow, codebase or pkg.mod:Class")
+    sandbox: dict[str, Any] | None = Field(
+        None, description="where side effects happen: {backend: local|docker, image, limits}"
+    )
+
+    @property
+    def options(self) -> dict[str, Any]:
+        opts = dict(self.model_extra or {})
+        if self.sandbox is not None:
+            opts["sandbox"] = self.sandbox
+        return opts
+
+
+class UserSpec(BaseModel):
+    """A simulated user's structured instructions (tau-bench style)."""
+
+    model_config = ConfigDict(extra="allow")
+
+    reason: str = Field("", description="why the user makes contact")
+    knows: dict[str, Any] = Field(default_factory=dict, description="facts the user can give")
+    does_not_know: list[str] = Field(default_factory=list)
+    persona: str = ""
+
+
+class TaskSpec(BaseModel):
+    """One task; world-specific fields are checked by the world's task model."""
+
+    model_config = ConfigDict(extra="allow")
+
+    id: str
+    instruction: str = ""
+    ambiguous: bool = Field(
+        False, description="ambiguous by construction: asking the human is the right call"
+    )
+    user: UserSpec | None = None
+
+    def as_dict(self) -> dict[str, Any]:
+        return self.model_dump(mode="json", exclude_none=True)
+
+
+class GenerateTasks(Strict):
+    generate: int = Field(gt=0, le=100_000, description="how many task variants")
+    seed: int = 0
+    difficulty: Literal["easy", "medium", "hard"] = "medium"
+    params: dict[str, Any] = Field(default_factory=dict)
+
+
+class HumanSpec(Strict):
+    type: Literal["simulated", "scripted", "oracle"] = "simulated"
+    recall: float = Field(0.9, ge=0, le=1, description="P(deny | decision wrong)")
+    false_deny_rate: float = Field(0.05, ge=0, le=1, description="P(deny | decision right)")
+    seconds_per_review: float = Field(30.0, ge=0)
+    cost_per_review: float = Field(0.0, ge=0, description="money per review")
+    fatigue: float = Field(
+        0.0, ge=0, le=1, description="recall lost per consecutive review (multiplicative)"
+    )
+    answers: list[Literal["approve", "deny"]] = Field(
+        default_factory=list, description="for type: scripted, answers in order"
+    )
+    answer_text: str = Field(
+        "", description="what the human says when the agent asks for help"
+    )
+
+    @property
+    def specificity(self) -> float:
+        return 1.0 - self.false_deny_rate
+
+
+CheckpointPolicyName = Literal[
+    "never", "always", "every_n", "before_irreversible", "below_confidence", "budget", "nodes"
+]
+
+
+class CheckpointSpec(Strict):
+    policy: CheckpointPolicyName = "never"
+    n: int = Field(5, ge=1, description="every_n: review every n-th decision")
+    threshold: float = Field(0.8, ge=0, le=1, description="below_confidence: review below this")
+    budget: int = Field(5, ge=0, description="budget: at most this many reviews per episode")
+    nodes: list[str] = Field(default_factory=list, description="nodes: review these nodes")
+    on_deny: Literal["retry", "takeover", "abort"] = Field(
+        "retry",
+        description="retry: the agent is told and decides again; takeover: the human does "
+        "the step right; abort: the episode ends",
+    )
+    max_retries: int = Field(2, ge=0, description="retry: denials before the episode aborts")
+    human: HumanSpec = Field(default_factory=HumanSpec)
+
+
+class EscalationSpec(Strict):
+    cost_per_ask: float = Field(1.0, ge=0, description="c_h: the price of one ask_human")
+    cost_per_error: float = Field(10.0, ge=0, description="c_e: the price of an unasked error")
+
+
+class Budgets(Strict):
+    max_steps: int = Field(50, ge=1)
+    max_sim_time: float | None = Field(None, gt=0, description="simulated seconds")
+    max_wall_time: float | None = Field(300.0, gt=0, description="wall seconds per episode")
+    max_cost: float | None = Field(None, gt=0, description="model spend per episode")
+
+
+class Scenario(Strict):
+    """A scenario file: the world, the task(s), the agent, graders, checkpoints, trials."""
+
+    name: str
+    description: str = ""
+    tags: list[str] = Field(default_factory=list)
+    world: WorldSpec
+    tasks: list[TaskSpec] | GenerateTasks
+    agent: AgentSpec
+    nodes: dict[str, NodeSpec] = Field(default_factory=dict)
+    node_map: dict[str, str] = Field(
+        default_factory=dict, description="tool name -> node name, for agents that do not name nodes"
+    )
+    graders: list[GraderSpec] = Field(default_factory=list, description="outcome graders")
+    checkpoints: CheckpointSpec = Field(default_factory=CheckpointSpec)
+    escalation: EscalationSpec = Field(default_factory=EscalationSpec)
+    trials: int = Field(1, ge=1, le=10_000)
+    seeds: list[int] | int = Field(1, description="a list of seeds, or how many (0..n-1)")
+    budgets: Budgets = Field(default_factory=Budgets)
+
+    @field_validator("seeds")
+    @classmethod
+    def _seeds(cls, v: list[int] | int) -> list[int] | int:
+        if isinstance(v, int) and v < 1:
+            raise ValueError("seeds must be a positive count or a list of integers")
+        if isinstance(v, list) and not v:
+            raise ValueError("seeds must not be empty")
+        return v
+
+    @model_validator(mode="after")
+    def _unique_task_ids(self) -> Scenario:
+        if isinstance(self.tasks, list):
+            seen: set[str] = set()
+            for t in self.tasks:
+                if t.id in seen:
+                    raise ValueError(f"duplicate task id {t.id!r}")
+                seen.add(t.id)
+            if not self.tasks:
+                raise ValueError("tasks must not be empty")
+        return self
+
+    @property
+    def seed_list(self) -> list[int]:
+        return list(range(self.seeds)) if isinstance(self.seeds, int) else list(self.seeds)

@@ -1,0 +1,169 @@
+"""The records every part shares: decisions, tool results, grades, steps and episodes.
+
+These pydantic models are the boundary between worlds, agents, graders, the runner and the
+store. They are plain data so that an episode can be stored, replayed bit for bit and
+analysed without the objects that produced it.
+"""
+
+from __future__ import annotations
+
+from enum import StrEnum
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+
+class Trust(StrEnum):
+    trusted = "trusted"  # deterministic checks, tests, state assertions
+    noisy = "noisy"  # LLM judges and other estimates
+
+
+class EndReason(StrEnum):
+    """Why an episode ended; kept apart in every metric (DESIGN.md invariants)."""
+
+    finished = "finished"  # the agent said it was done
+    terminated = "terminated"  # the world ended it (goal reached, bankrupt, irrecoverable)
+    truncated = "truncated"  # a budget ran out
+    aborted = "aborted"  # a human denied and the policy stops
+    error = "error"  # harness or infrastructure failure; retried, never scored
+
+
+class ToolSpec(BaseModel):
+    """A tool a world offers: what the agent sees, plus what checkpoints need to know."""
+
+    model_config = ConfigDict(frozen=True)
+
+    name: str
+    description: str = ""
+    parameters: dict[str, Any] = Field(
+        default_factory=lambda: {"type": "object", "properties": {}}
+    )
+    irreversible: bool = False
+
+    def openai_schema(self) -> dict[str, Any]:
+        return {
+            "type": "function",
+            "function": {
+                "name": self.name,
+                "description": self.description,
+                "parameters": self.parameters,
+            },
+        }
+
+
+DecisionKind = Literal["tool_call", "message", "ask_human", "finish"]
+
+
+class Decision(BaseModel):
+    """One thing the agent chose at one named node. Stored verbatim for replay."""
+
+    kind: DecisionKind
+    node: str
+    tool: str | None = None
+    args: dict[str, Any] = Field(default_factory=dict)
+    text: str | None = None
+    confidence: float | None = None  # agent-reported P(correct), if it gives one
+    tokens: int = 0
+    cost: float = 0.0
+
+    def label(self) -> str:
+        if self.kind == "tool_call":
+            return f"{self.tool}({', '.join(f'{k}={v!r}' for k, v in self.args.items())})"
+        if self.kind == "finish":
+            return "finish"
+        return f"{self.kind}: {self.text or ''}"
+
+
+class ToolResult(BaseModel):
+    ok: bool
+    output: Any = None
+    error: str | None = None
+    # Who caused a failure: the agent (bad call), the simulated user, or the world itself.
+    fault: Literal["agent", "user", "world"] | None = None
+
+
+class Observation(BaseModel):
+    """What the agent sees before deciding: text for LLMs, data for scripted agents."""
+
+    text: str = ""
+    data: dict[str, Any] = Field(default_factory=dict)
+
+
+class Grade(BaseModel):
+    grader: str
+    passed: bool
+    score: float = 1.0
+    reason: str = ""
+    trust: Trust = Trust.trusted
+    node: str | None = None  # None for outcome grades
+
+
+class CheckpointEvent(BaseModel):
+    """A human check before a decision took effect."""
+
+    policy: str
+    reviewed: bool
+    approved: bool | None = None
+    reviewer: str = "simulated"
+    seconds: float = 0.0
+    cost: float = 0.0
+    decision_was_correct: bool | None = None  # ground truth at review time, if known
+    action: Literal["proceed", "retry", "takeover", "abort"] = "proceed"
+
+
+class Step(BaseModel):
+    index: int
+    node: str
+    decision: Decision
+    result: ToolResult | None = None
+    checkpoint: CheckpointEvent | None = None
+    grades: list[Grade] = Field(default_factory=list)
+    # Ground truth for escalation analysis: did this step need a human (blocked, ambiguous,
+    # about to be wrong, or irreversible and risky)?
+    help_needed: bool = False
+    state_digest: str = ""
+    sim_time: float = 0.0  # simulated seconds since the episode began, after this step
+    wall_us: int = 0
+
+    @property
+    def passed(self) -> bool | None:
+        """Node verdict from trusted grades; None when no grader looked at this step."""
+        trusted = [g for g in self.grades if g.trust == Trust.trusted]
+        if not trusted:
+            return None
+        return all(g.passed for g in trusted)
+
+
+class EpisodeKey(BaseModel):
+    """Identity of a planned episode inside a run: stable across resumes."""
+
+    model_config = ConfigDict(frozen=True)
+
+    scenario: str
+    task: str
+    seed: int
+    trial: int
+
+    def __str__(self) -> str:
+        return f"{self.scenario}/{self.task}/s{self.seed}/t{self.trial}"
+
+
+class EpisodeResult(BaseModel):
+    key: EpisodeKey
+    agent: str
+    end_reason: EndReason
+    success: bool | None = None  # None for error episodes: they are never scored
+    score: float | None = None
+    steps: list[Step] = Field(default_factory=list)
+    outcome_grades: list[Grade] = Field(default_factory=list)
+    metrics: dict[str, float] = Field(default_factory=dict)
+    sim_time: float = 0.0
+    wall_ms: float = 0.0
+    cost: float = 0.0
+    tokens: int = 0
+    end_note: str = ""  # why it ended, in words ("step budget of 50 ran out")
+    error: str | None = None  # the infrastructure fault, for end_reason == error
+    attempts: int = 1
+    ambiguous: bool = False
+    user_fault: bool = False  # the simulated user, not the agent, caused the failure
+    final_digest: str = ""
