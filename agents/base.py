@@ -52,8 +52,11 @@ class Agent(ABC):
         self.params = dict(params or {})
 
     @classmethod
-    def validate_params(cls, params: dict[str, Any], nodes: set[str] | None = None) -> None:
+    def validate_params(  # noqa: B027 - optional hook
+        cls, params: dict[str, Any], nodes: set[str] | None = None
+    ) -> None:
         """Raise ValueError with a clear message for bad `agent.params`."""
+        return None
 
     async def start(self, ctx: AgentContext, first: Observation) -> None:
         self.ctx = ctx

@@ -5,8 +5,6 @@ from __future__ import annotations
 from typing import Any
 
 from pydantic import Field, field_validator
-
-from trialrun.expr import Expr, ExprEvalError, compile_expr
 from trialrun.graders.base import (
     Grader,
     GraderOptions,
@@ -14,6 +12,8 @@ from trialrun.graders.base import (
     StepContext,
     register_grader,
 )
+
+from trialrun.expr import Expr, ExprEvalError, compile_expr
 from trialrun.trajectory import Grade
 
 

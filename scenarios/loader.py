@@ -12,10 +12,10 @@ from pathlib import Path
 from typing import Any
 
 from pydantic import BaseModel, ValidationError
+from trialrun.scenarios.schema import GraderSpec, Scenario, TaskSpec
+from trialrun.scenarios.yaml_source import Loc, SourceMap, YamlSyntaxError, load_yaml
 
 from trialrun.expr import ExprError
-from trialrun.scenarios.schema import GraderSpec, Scenario, TaskSpec
-from trialrun.scenarios.yaml_source import Loc, SourceMap, YamlSyntaxError, read_yaml
 
 LIBRARY = Path(__file__).parent / "library"
 
@@ -109,14 +109,19 @@ def _allowed_keys(model: type[BaseModel]) -> str:
 def load_scenario(path: str | Path) -> LoadedScenario:
     """Parse and validate one scenario file; raise ScenarioError listing every problem."""
     path = Path(path)
-    file = str(path)
     try:
         text = path.read_text(encoding="utf-8")
     except OSError as e:
-        raise ScenarioError([Issue(file, None, None, "", f"cannot read: {e.strerror}")]) from None
-    try:
-        from trialrun.scenarios.yaml_source import load_yaml
+        raise ScenarioError([Issue(str(path), None, None, "", f"cannot read: {e.strerror}")]) \
+            from None
+    return load_scenario_source(text, path)
 
+
+def load_scenario_source(text: str, path: str | Path) -> LoadedScenario:
+    """Validate scenario YAML text; `path` names it in errors (a run stores the text)."""
+    path = Path(path)
+    file = str(path)
+    try:
         data, smap = load_yaml(text)
     except YamlSyntaxError as e:
         p = e.position

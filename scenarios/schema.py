@@ -163,7 +163,8 @@ class Scenario(Strict):
     agent: AgentSpec
     nodes: dict[str, NodeSpec] = Field(default_factory=dict)
     node_map: dict[str, str] = Field(
-        default_factory=dict, description="tool name -> node name, for agents that do not name nodes"
+        default_factory=dict,
+        description="tool name -> node name, for agents that do not name nodes",
     )
     graders: list[GraderSpec] = Field(default_factory=list, description="outcome graders")
     checkpoints: CheckpointSpec = Field(default_factory=CheckpointSpec)

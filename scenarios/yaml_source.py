@@ -73,7 +73,8 @@ def load_yaml(text: str) -> tuple[Any, SourceMap]:
             for key_node, value_node in n.value:
                 key = constructor.construct_object(key_node, deep=True)
                 if not isinstance(key, str | int | float | bool):
-                    raise YamlSyntaxError("mapping keys must be plain scalars", _pos(key_node.start_mark))
+                    raise YamlSyntaxError("mapping keys must be plain scalars",
+                                          _pos(key_node.start_mark))
                 if key in out:
                     raise YamlSyntaxError(f"duplicate key {key!r}", _pos(key_node.start_mark))
                 smap.keys[(*loc, key)] = _pos(key_node.start_mark)

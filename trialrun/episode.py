@@ -150,6 +150,7 @@ async def _loop(plan, key, task, world, call, agent, human, agent_label) -> Epis
 
     steps: list[Step] = []
     reviews = denials_in_row = 0
+    human_seconds = 0.0
     cost = 0.0
     tokens = 0
     end = EndReason.truncated
@@ -193,6 +194,7 @@ async def _loop(plan, key, task, world, call, agent, human, agent_label) -> Epis
             correct = verdict.correct if verdict else None
             ans: HumanAnswer = human.review(decision, correct)
             reviews += 1
+            human_seconds += ans.seconds
             event = CheckpointEvent(policy=policy.name, reviewed=True, approved=ans.approved,
                                     reviewer=ans.reviewer, seconds=ans.seconds, cost=ans.cost,
                                     decision_was_correct=correct)
@@ -241,6 +243,7 @@ async def _loop(plan, key, task, world, call, agent, human, agent_label) -> Epis
         elif decision_to_run.kind == "ask_human":
             human_reply = await call(world.human_answer, decision_to_run.text or "")
             world.clock.advance(sc.checkpoints.human.seconds_per_review)
+            human_seconds += sc.checkpoints.human.seconds_per_review
             result = ToolResult(ok=True, output=human_reply)
         elif decision_to_run.kind == "message":
             obs_msg = await call(world.on_message, decision_to_run.text or "")
@@ -292,7 +295,7 @@ async def _loop(plan, key, task, world, call, agent, human, agent_label) -> Epis
     return EpisodeResult(
         key=key, agent=agent_label or sc.agent.label, end_reason=end, success=success,
         score=sum(scores) / len(scores) if scores else None, steps=steps,
-        outcome_grades=outcome_grades, metrics={**status.metrics, "reviews": reviews},
+        outcome_grades=outcome_grades, metrics={**status.metrics, "reviews": reviews, "human_seconds": human_seconds},
         sim_time=world.clock.now, wall_ms=(time.perf_counter() - t0) * 1e3, cost=cost,
         tokens=tokens, end_note=end_note,
         ambiguous=bool(task.get("ambiguous")), user_fault=bool(outcome.get("user_fault")),

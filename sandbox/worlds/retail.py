@@ -12,8 +12,8 @@ import copy
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
-
 from trialrun.sandbox.world import ToolError, Verdict, World, WorldStatus, register_world
+
 from trialrun.trajectory import Decision, Observation, ToolResult, ToolSpec
 
 POLICY = """Retail support policy

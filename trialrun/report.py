@@ -1,0 +1,135 @@
+"""The terminal report: what a run says about the agent, decision by decision."""
+
+from __future__ import annotations
+
+from rich.console import Console, Group
+from rich.panel import Panel
+from rich.table import Table
+from rich.text import Text
+
+from trialrun.analysis.summary import Proportion, RunSummary
+
+
+def _p(p: Proportion, digits: int = 1) -> str:
+    if p.rate is None:
+        return "–"
+    return (f"{100 * p.rate:.{digits}f}% [{100 * p.lo:.{digits}f}, {100 * p.hi:.{digits}f}]"
+            f" ({p.k}/{p.n})")
+
+
+def _f(x: float | None, fmt: str = ".1f") -> str:
+    return "–" if x is None else format(x, fmt)
+
+
+def render_summary(s: RunSummary, console: Console | None = None) -> None:
+    console = console or Console()
+    head = Table.grid(padding=(0, 2))
+    head.add_row("run", s.run_id)
+    head.add_row("episodes", f"{s.episodes}  ({', '.join(f'{k} {v}' for k, v in sorted(s.end_reasons.items()))})")
+    head.add_row("success", Text(_p(s.success), style="bold"))
+    if s.errors:
+        head.add_row("infra errors", Text(f"{s.errors} episode(s) not scored (see trialrun show)",
+                                          style="yellow"))
+    if s.predicted_success is not None and s.observed_success is not None:
+        lift = s.observed_success / s.predicted_success if s.predicted_success > 0 else None
+        head.add_row("compounding", f"predicted {100 * s.predicted_success:.1f}% (product of "
+                     f"node accuracies) vs observed {100 * s.observed_success:.1f}%"
+                     + (f", lift {lift:.2f}" if lift else ""))
+    console.print(Panel(head, title="trialrun report", expand=False))
+
+    if len(s.by_scenario) > 1:
+        t = Table(title="success by scenario", title_justify="left")
+        t.add_column("scenario")
+        t.add_column("success (Wilson 95% CI)")
+        t.add_column("errors", justify="right")
+        for line in s.by_scenario:
+            t.add_row(line.scenario, _p(line.success), str(line.errors))
+        console.print(t)
+
+    if s.trials and max(x.k for x in s.trials) > 1:
+        t = Table(title="repeated trials (unbiased estimators)", title_justify="left")
+        for col in ("k", "pass@k", "pass^k", "tasks"):
+            t.add_column(col, justify="right")
+        for x in s.trials:
+            t.add_row(str(x.k), f"{x.pass_at_k:.3f}", f"{x.pass_hat_k:.3f}", str(x.tasks))
+        console.print(t)
+
+    if s.nodes:
+        t = Table(title="per-node accuracy (given a clean prefix, Wilson 95% CI)",
+                  title_justify="left")
+        t.add_column("node")
+        t.add_column("accuracy")
+        t.add_column("marginal", justify="right")
+        t.add_column("visits/ep", justify="right")
+        t.add_column("first errors", justify="right")
+        worst = min((n.accuracy.rate for n in s.nodes if n.accuracy.rate is not None),
+                    default=None)
+        for n in s.nodes:
+            style = "red" if n.accuracy.rate is not None and n.accuracy.rate == worst and \
+                worst < 1 else ""
+            t.add_row(n.node, Text(_p(n.accuracy), style=style),
+                      _f(None if n.marginal.rate is None else 100 * n.marginal.rate) + "%",
+                      f"{n.visits_per_episode:.2f}", str(n.first_errors))
+        console.print(t)
+
+    failed = s.success.n - s.success.k
+    if failed:
+        lines = [f"{node}: {c} ({100 * c / failed:.0f}% of failures)"
+                 for node, c in s.first_error_nodes.items()]
+        if s.failed_without_graded_error:
+            lines.append(f"no graded error: {s.failed_without_graded_error}")
+        if s.user_fault_failures:
+            lines.append(f"caused by the simulated user, not the agent: {s.user_fault_failures}")
+        console.print(Panel("\n".join(lines), title="where failed episodes first went wrong",
+                            expand=False))
+
+    e = s.escalation
+    esc = Table.grid(padding=(0, 2))
+    esc.add_row("asked for help", f"{e.asks} ({e.asks_needed} where help was needed)")
+    esc.add_row("needed help, did not ask", str(e.needed_not_asked))
+    esc.add_row("checkpoint reviews", f"{e.reviews} ({e.denials} denied; {e.wrong_approved} "
+                f"wrong decisions approved, {e.right_denied} right ones denied)")
+    esc.add_row("human time", f"{e.human_seconds / 60:.1f} min")
+    console.print(Panel(esc, title="escalation and checkpoints", expand=False))
+
+    t = Table(title="cost and latency", title_justify="left")
+    for col in ("measure", "P50", "P90", "P99"):
+        t.add_column(col, justify="right" if col != "measure" else "left")
+    for name, p in s.latency.items():
+        t.add_row(name, _f(p.p50, ".2f"), _f(p.p90, ".2f"), _f(p.p99, ".2f"))
+    console.print(t)
+
+
+def render_episode(ep, console: Console | None = None) -> None:
+    """A trajectory, step by step."""
+    console = console or Console()
+    k = ep.key
+    verdict = {True: "[green]success[/]", False: "[red]failure[/]", None: "[yellow]not scored[/]"}
+    console.print(f"[bold]{k}[/]  agent {ep.agent}  {verdict[ep.success]}  "
+                  f"ended: {ep.end_reason.value} ({ep.end_note})  "
+                  f"sim {ep.sim_time:.0f}s  wall {ep.wall_ms:.1f} ms")
+    if ep.error:
+        console.print(Panel(ep.error, title="infrastructure error", style="yellow"))
+    t = Table(show_lines=False)
+    for col in ("#", "node", "decision", "result", "human", "grade"):
+        t.add_column(col)
+    for st in ep.steps:
+        res = ""
+        if st.result is not None:
+            res = "ok" if st.result.ok else f"[red]{st.result.error}[/]"
+            if st.result.ok and st.result.output is not None:
+                res = str(st.result.output)[:60]
+        human = ""
+        if st.checkpoint and st.checkpoint.reviewed:
+            human = "approved" if st.checkpoint.approved else f"[red]denied → {st.checkpoint.action}[/]"
+        if st.decision.kind == "ask_human":
+            human = "[cyan]asked[/]" + (" (needed)" if st.help_needed else " (not needed)")
+        failed = [g for g in st.grades if not g.passed]
+        grade = "[green]✓[/]" if st.passed else ("[red]✗ " + "; ".join(g.reason for g in failed)
+                                                 + "[/]" if st.passed is False else "")
+        t.add_row(str(st.index), st.node, st.decision.label()[:70], res, human, grade)
+    console.print(t)
+    if ep.outcome_grades:
+        console.print(Group(*[Text(f"{'✓' if g.passed else '✗'} {g.grader}: {g.reason}",
+                                   style="green" if g.passed else "red")
+                              for g in ep.outcome_grades]))

@@ -1,0 +1,280 @@
+"""The store: runs, episodes, steps and grades in SQL (SQLite by default, any SQLAlchemy URL).
+
+The store is the only place episodes meet the analysis. An episode is committed in one
+transaction when it ends, so a killed run loses at most the episodes in flight, and the
+unique (run, key) constraint guarantees no planned episode is stored twice.
+"""
+
+from __future__ import annotations
+
+import json
+import uuid
+from collections.abc import Iterable, Iterator
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import Index, UniqueConstraint, event, insert, text
+from sqlmodel import Field, Session, SQLModel, create_engine, delete, select
+
+from trialrun.trajectory import EndReason, EpisodeKey, EpisodeResult, Grade, Step
+
+DEFAULT_DB = "sqlite:///trialrun.db"
+
+
+class RunRow(SQLModel, table=True):
+    __tablename__ = "run"
+
+    id: str = Field(primary_key=True)
+    created_at: str
+    status: str = "running"  # running | complete | interrupted
+    targets: str = "[]"  # JSON list of what the user asked to run
+    scenarios: str = "{}"  # JSON {name: YAML source as loaded}, for resume and exact replay
+    planned: int = 0
+    options: str = "{}"  # JSON: concurrency, retries...
+
+
+class EpisodeRow(SQLModel, table=True):
+    __tablename__ = "episode"
+    __table_args__ = (UniqueConstraint("run_id", "key"),)
+
+    id: str = Field(primary_key=True)
+    run_id: str = Field(index=True, foreign_key="run.id")
+    key: str
+    scenario: str
+    task: str
+    seed: int
+    trial: int
+    agent: str
+    end_reason: str
+    end_note: str = ""
+    success: bool | None = None
+    score: float | None = None
+    n_steps: int = 0
+    sim_time: float = 0.0
+    wall_ms: float = 0.0
+    cost: float = 0.0
+    tokens: int = 0
+    reviews: int = 0
+    asks: int = 0
+    human_seconds: float = 0.0
+    first_error_step: int | None = None
+    first_error_node: str | None = None
+    ambiguous: bool = False
+    user_fault: bool = False
+    error: str | None = None
+    attempts: int = 1
+    final_digest: str = ""
+    outcome_grades: str = "[]"
+    metrics: str = "{}"
+
+
+class StepRow(SQLModel, table=True):
+    __tablename__ = "step"
+    __table_args__ = (Index("ix_step_episode_idx", "episode_id", "idx"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    episode_id: str
+    idx: int
+    node: str
+    kind: str
+    tool: str | None = None
+    passed: bool | None = None  # trusted node verdict; None when nothing graded the step
+    help_needed: bool = False
+    reviewed: bool = False
+    approved: bool | None = None
+    confidence: float | None = None
+    sim_time: float = 0.0
+    wall_us: int = 0
+    digest: str = ""
+    decision: str  # JSON, verbatim
+    result: str | None = None  # JSON
+    checkpoint: str | None = None  # JSON
+    grades: str = "[]"  # JSON
+
+
+def _now() -> str:
+    return datetime.now(UTC).isoformat(timespec="seconds")
+
+
+def _dump(model: Any) -> str:
+    return model.model_dump_json(exclude_none=True) if model is not None else None
+
+
+class Store:
+    def __init__(self, url: str = DEFAULT_DB) -> None:
+        self.url = url
+        self.engine = create_engine(url)
+        if url.startswith("sqlite"):
+            event.listen(self.engine, "connect", _sqlite_pragmas)
+        SQLModel.metadata.create_all(self.engine)
+
+    # --- runs ------------------------------------------------------------------------
+    def create_run(self, targets: list[str], scenarios: dict[str, str], planned: int,
+                   options: dict[str, Any]) -> str:
+        run_id = uuid.uuid4().hex[:10]
+        with Session(self.engine) as s:
+            s.add(RunRow(id=run_id, created_at=_now(), targets=json.dumps(targets),
+                         scenarios=json.dumps(scenarios), planned=planned,
+                         options=json.dumps(options)))
+            s.commit()
+        return run_id
+
+    def get_run(self, run_id: str) -> RunRow:
+        with Session(self.engine) as s:
+            run = s.get(RunRow, run_id)
+            if run is None:
+                matches = s.exec(select(RunRow).where(RunRow.id.startswith(run_id))).all()
+                if len(matches) == 1:
+                    return matches[0]
+                raise KeyError(f"no run {run_id!r} in {self.url}")
+            return run
+
+    def set_status(self, run_id: str, status: str) -> None:
+        with Session(self.engine) as s:
+            run = s.get(RunRow, run_id)
+            run.status = status
+            s.add(run)
+            s.commit()
+
+    def runs(self, limit: int = 50) -> list[tuple[RunRow, dict[str, Any]]]:
+        with Session(self.engine) as s:
+            rows = s.exec(select(RunRow).order_by(RunRow.created_at.desc()).limit(limit)).all()
+            out = []
+            for r in rows:
+                agg = s.exec(text(
+                    "SELECT count(*), sum(success = 1), sum(end_reason = 'error') "
+                    "FROM episode WHERE run_id = :r").bindparams(r=r.id)).one()
+                out.append((r, {"episodes": agg[0] or 0, "successes": agg[1] or 0,
+                                "errors": agg[2] or 0}))
+            return out
+
+    # --- episodes --------------------------------------------------------------------
+    def done_keys(self, run_id: str) -> set[str]:
+        """Keys of episodes that ended for a scorable reason (errors are run again)."""
+        with Session(self.engine) as s:
+            rows = s.exec(select(EpisodeRow.key).where(
+                EpisodeRow.run_id == run_id, EpisodeRow.end_reason != EndReason.error.value))
+            return set(rows.all())
+
+    def drop_errors(self, run_id: str) -> int:
+        with Session(self.engine) as s:
+            ids = s.exec(select(EpisodeRow.id).where(
+                EpisodeRow.run_id == run_id,
+                EpisodeRow.end_reason == EndReason.error.value)).all()
+            if ids:
+                s.exec(delete(StepRow).where(StepRow.episode_id.in_(ids)))
+                s.exec(delete(EpisodeRow).where(EpisodeRow.id.in_(ids)))
+                s.commit()
+            return len(ids)
+
+    def save_episode(self, run_id: str, r: EpisodeResult) -> str:
+        ep_id = f"{run_id}-{uuid.uuid4().hex[:8]}"
+        first = next((st for st in r.steps if st.passed is False), None)
+        row = EpisodeRow(
+            id=ep_id, run_id=run_id, key=str(r.key), scenario=r.key.scenario, task=r.key.task,
+            seed=r.key.seed, trial=r.key.trial, agent=r.agent, end_reason=r.end_reason.value,
+            end_note=r.end_note, success=r.success, score=r.score, n_steps=len(r.steps),
+            sim_time=r.sim_time, wall_ms=r.wall_ms, cost=r.cost, tokens=r.tokens,
+            reviews=sum(1 for st in r.steps if st.checkpoint and st.checkpoint.reviewed),
+            asks=sum(1 for st in r.steps if st.decision.kind == "ask_human"),
+            human_seconds=float(r.metrics.get("human_seconds", 0.0)),
+            first_error_step=first.index if first else None,
+            first_error_node=first.node if first else None, ambiguous=r.ambiguous,
+            user_fault=r.user_fault, error=r.error, attempts=r.attempts,
+            final_digest=r.final_digest,
+            outcome_grades=json.dumps([g.model_dump(mode="json") for g in r.outcome_grades]),
+            metrics=json.dumps(r.metrics),
+        )
+        steps = [_step_row(ep_id, st) for st in r.steps]
+        with Session(self.engine) as s:
+            s.add(row)
+            s.flush()
+            if steps:
+                s.exec(insert(StepRow), params=steps)
+            s.commit()
+        return ep_id
+
+    def episodes(self, run_id: str) -> list[EpisodeRow]:
+        with Session(self.engine) as s:
+            return list(s.exec(select(EpisodeRow).where(EpisodeRow.run_id == run_id)
+                               .order_by(EpisodeRow.scenario, EpisodeRow.task,
+                                         EpisodeRow.seed, EpisodeRow.trial)).all())
+
+    def get_episode(self, episode_id: str) -> EpisodeRow:
+        with Session(self.engine) as s:
+            row = s.get(EpisodeRow, episode_id)
+            if row is None:
+                raise KeyError(f"no episode {episode_id!r} in {self.url}")
+            return row
+
+    def load_episode(self, episode_id: str) -> EpisodeResult:
+        """The full record of one episode, as the loop produced it."""
+        row = self.get_episode(episode_id)
+        with Session(self.engine) as s:
+            steps = s.exec(select(StepRow).where(StepRow.episode_id == episode_id)
+                           .order_by(StepRow.idx)).all()
+        return EpisodeResult(
+            key=EpisodeKey(scenario=row.scenario, task=row.task, seed=row.seed, trial=row.trial),
+            agent=row.agent, end_reason=EndReason(row.end_reason), end_note=row.end_note,
+            success=row.success, score=row.score, steps=[_step_from_row(x) for x in steps],
+            outcome_grades=[Grade.model_validate(g) for g in json.loads(row.outcome_grades)],
+            metrics=json.loads(row.metrics), sim_time=row.sim_time, wall_ms=row.wall_ms,
+            cost=row.cost, tokens=row.tokens, error=row.error, attempts=row.attempts,
+            ambiguous=row.ambiguous, user_fault=row.user_fault, final_digest=row.final_digest)
+
+    def step_table(self, run_id: str) -> Iterator[tuple]:
+        """(episode_id, idx, node, kind, passed, help_needed, reviewed, approved, confidence,
+        sim_time, wall_us) for every step of a run, in episode and step order: the analysis'
+        raw material, read without building ORM objects."""
+        sql = text(
+            "SELECT s.episode_id, s.idx, s.node, s.kind, s.passed, s.help_needed, s.reviewed, "
+            "s.approved, s.confidence, s.sim_time, s.wall_us FROM step s JOIN episode e "
+            "ON e.id = s.episode_id WHERE e.run_id = :r ORDER BY s.episode_id, s.idx")
+        with self.engine.connect() as c:
+            yield from c.execute(sql, {"r": run_id})
+
+
+def _step_row(ep_id: str, st: Step) -> dict[str, Any]:
+    cp = st.checkpoint
+    return {
+        "episode_id": ep_id, "idx": st.index, "node": st.node, "kind": st.decision.kind,
+        "tool": st.decision.tool, "passed": st.passed, "help_needed": st.help_needed,
+        "reviewed": bool(cp and cp.reviewed), "approved": cp.approved if cp else None,
+        "confidence": st.decision.confidence, "sim_time": st.sim_time, "wall_us": st.wall_us,
+        "digest": st.state_digest, "decision": _dump(st.decision), "result": _dump(st.result),
+        "checkpoint": _dump(cp),
+        "grades": json.dumps([g.model_dump(mode="json", exclude_none=True) for g in st.grades]),
+    }
+
+
+def _step_from_row(x: StepRow) -> Step:
+    from trialrun.trajectory import CheckpointEvent, Decision, ToolResult
+
+    return Step(
+        index=x.idx, node=x.node, decision=Decision.model_validate_json(x.decision),
+        result=ToolResult.model_validate_json(x.result) if x.result else None,
+        checkpoint=CheckpointEvent.model_validate_json(x.checkpoint) if x.checkpoint else None,
+        grades=[Grade.model_validate(g) for g in json.loads(x.grades)],
+        help_needed=x.help_needed, state_digest=x.digest, sim_time=x.sim_time,
+        wall_us=x.wall_us)
+
+
+def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
+    cur = dbapi_conn.cursor()
+    # WAL lets `trialrun show` read while a run writes; NORMAL is durable at each commit
+    # boundary in WAL mode, which is the unit we promise (an episode).
+    cur.execute("PRAGMA journal_mode=WAL")
+    cur.execute("PRAGMA synchronous=NORMAL")
+    cur.execute("PRAGMA foreign_keys=ON")
+    cur.close()
+
+
+def chunks(items: Iterable[Any], n: int) -> Iterator[list[Any]]:
+    buf: list[Any] = []
+    for x in items:
+        buf.append(x)
+        if len(buf) == n:
+            yield buf
+            buf = []
+    if buf:
+        yield buf
