@@ -21,8 +21,12 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 WORKSPACE = "/workspace"  # the workspace path inside a container (and what `pwd` shows there)
 
-# Values of ExecResult.violation: the agent's command hit a limit of the sandbox.
-Violation = Literal["timeout", "episode_timeout", "output_limit", "oom", "pids", "disk"]
+# Values of ExecResult.violation: the agent's command hit a limit or a wall of the sandbox.
+# The first six are limits (measured); the last two are classified from the error text of a
+# failed command (the kernel enforces them; trialrun only names what happened).
+Violation = Literal[
+    "timeout", "episode_timeout", "output_limit", "oom", "pids", "disk", "network", "read_only_fs"
+]
 
 
 class SandboxFault(Exception):
@@ -124,6 +128,28 @@ def confine(path: str) -> str:
     if ".." in parts:
         raise SandboxPathError(f"path {path!r} leaves the workspace ('..' is not allowed)")
     return posixpath.join(*parts) if parts else "."
+
+
+# Error texts that classify a failed command (the limit itself is enforced by the kernel).
+_TEXT_VIOLATIONS: tuple[tuple[bytes, Violation], ...] = (
+    (b"No space left on device", "disk"),
+    (b"Disk quota exceeded", "disk"),
+    (b"File too large", "disk"),
+    (b"Network is unreachable", "network"),
+    (b"Temporary failure in name resolution", "network"),
+    (b"Read-only file system", "read_only_fs"),
+)
+
+
+def text_violation(exit_code: int, stdout: bytes, stderr: bytes) -> Violation | None:
+    """Name the wall a failed command hit, from its error text (None if it did not fail)."""
+    if exit_code == 0:
+        return None
+    tail = stderr[-8192:] + b"\n" + stdout[-8192:]
+    for text, name in _TEXT_VIOLATIONS:
+        if text in tail:
+            return name
+    return None
 
 
 def decode(data: bytes) -> str:

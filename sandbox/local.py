@@ -27,6 +27,7 @@ from trialrun.sandbox.backend import (
     SandboxSpec,
     confine,
     decode,
+    text_violation,
 )
 
 # The environment commands see: nothing of the caller's secrets, only what a shell needs.
@@ -88,8 +89,10 @@ class LocalSandbox(Sandbox):
             violation = "episode_timeout" if t >= left else "timeout"
         elif truncated:
             violation = "output_limit"
-        elif code == -signal.SIGXFSZ or b"File too large" in err:
+        elif code == -signal.SIGXFSZ:
             violation = "disk"
+        else:
+            violation = text_violation(code, out, err)
         return ExecResult(
             exit_code=128 - code if code < 0 else code, stdout=decode(out), stderr=decode(err),
             truncated=truncated, timed_out=timed_out, violation=violation,

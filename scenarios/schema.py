@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 
 class Strict(BaseModel):
@@ -182,17 +182,18 @@ class Scenario(Strict):
             raise ValueError("seeds must not be empty")
         return v
 
-    @model_validator(mode="after")
-    def _unique_task_ids(self) -> Scenario:
-        if isinstance(self.tasks, list):
+    @field_validator("tasks")
+    @classmethod
+    def _unique_task_ids(cls, v: list[TaskSpec] | GenerateTasks) -> list[TaskSpec] | GenerateTasks:
+        if isinstance(v, list):
+            if not v:
+                raise ValueError("tasks must not be empty")
             seen: set[str] = set()
-            for t in self.tasks:
+            for t in v:
                 if t.id in seen:
                     raise ValueError(f"duplicate task id {t.id!r}")
                 seen.add(t.id)
-            if not self.tasks:
-                raise ValueError("tasks must not be empty")
-        return self
+        return v
 
     @property
     def seed_list(self) -> list[int]:

@@ -31,7 +31,7 @@ def _console():
 def _err(msg: str) -> None:
     from rich.console import Console
 
-    Console(stderr=True).print(f"[red]error:[/] {msg}", highlight=False)
+    Console(stderr=True, soft_wrap=True).print(f"[red]error:[/] {msg}", highlight=False)
 
 
 def _load(targets: list[str]):
@@ -217,8 +217,8 @@ def show(
         _err(str(e.args[0]))
         raise typer.Exit(2) from None
     t = Table(title=f"run {run.id} ({run.status})", title_justify="left")
-    for col in ("episode", "scenario", "task", "seed", "trial", "end", "success", "steps",
-                "first error"):
+    t.add_column("episode", no_wrap=True, min_width=19)
+    for col in ("scenario", "task", "seed", "trial", "end", "success", "steps", "first error"):
         t.add_column(col)
     for e in store.episodes(run.id):
         if failed and e.success is not False:
@@ -246,6 +246,35 @@ def report(
         _err(str(e.args[0]))
         raise typer.Exit(2) from None
     _report(store, run_id, json_out, html_out, _console())
+
+
+@app.command()
+def replay(
+    episode_id: str,
+    db: DbOption = DEFAULT_DB,
+) -> None:
+    """Re-run a stored episode exactly (same scenario, seed, decisions, human answers) and
+    check that every step reproduces bit for bit."""
+    import anyio
+
+    from trialrun.replay.exact import replay_episode
+    from trialrun.store import Store
+
+    store = Store(db)
+    try:
+        rep, _ = anyio.run(replay_episode, store, episode_id)
+    except KeyError as e:
+        _err(str(e.args[0]))
+        raise typer.Exit(2) from None
+    console = _console()
+    if rep.identical:
+        console.print(f"[green]identical[/]: {rep.steps} steps reproduced bit for bit "
+                      f"(success: {rep.replayed_success})")
+        return
+    console.print(f"[red]diverged[/] in {len(rep.differences)} place(s):")
+    for d in rep.differences[:20]:
+        console.print(f"  step {d.index} {d.what}: recorded {d.recorded!r} replayed {d.replayed!r}")
+    raise typer.Exit(1)
 
 
 def _mount_optional() -> None:

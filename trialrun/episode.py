@@ -155,134 +155,128 @@ async def _loop(plan, key, task, world, call, agent, human, agent_label) -> Epis
     tokens = 0
     end = EndReason.truncated
     end_note = f"step budget of {budgets.max_steps} ran out"
-    deadline = t0 + budgets.max_wall_time if budgets.max_wall_time else None
 
-    for index in range(budgets.max_steps):
-        ts = time.perf_counter()
-        try:
-            if deadline is not None:
-                with anyio.fail_after(max(deadline - ts, 0.001)):
-                    decision = await agent.decide(obs)
-            else:
-                decision = await agent.decide(obs)
-        except TimeoutError:
-            end, end_note = EndReason.truncated, "wall-time budget ran out"
-            break
-        except AgentError as e:
-            raise InfraError(f"agent: {e}") from e
-        if not isinstance(decision, Decision):
-            raise InfraError(f"agent returned {type(decision).__name__}, not a Decision")
-        node = decision.node or sc.node_map.get(decision.tool or "", decision.tool or "unknown")
-        if decision.node != node:
-            decision = decision.model_copy(update={"node": node})
-        cost += decision.cost
-        tokens += decision.tokens
-
-        spec = tool_by_name.get(decision.tool or "")
-        bad_call = None
-        if decision.kind == "tool_call":
-            bad_call = (f"unknown tool {decision.tool!r}; tools: {', '.join(tool_by_name)}"
-                        if spec is None else check_arguments(spec, decision.args))
-        verdict = None if bad_call else await call(world.judge, decision)
-        irreversible = (node in irreversible_nodes) or (
-            spec is not None and spec.irreversible and node not in reversible_nodes)
-
-        # --- checkpoint ---
-        event: CheckpointEvent | None = None
-        if bad_call is None and policy.should_review(
-                ReviewRequest(decision, index, irreversible, reviews)):
-            correct = verdict.correct if verdict else None
-            ans: HumanAnswer = human.review(decision, correct)
-            reviews += 1
-            human_seconds += ans.seconds
-            event = CheckpointEvent(policy=policy.name, reviewed=True, approved=ans.approved,
-                                    reviewer=ans.reviewer, seconds=ans.seconds, cost=ans.cost,
-                                    decision_was_correct=correct)
-            world.clock.advance(ans.seconds)
-            if not ans.approved:
-                denials_in_row += 1
-                action = sc.checkpoints.on_deny
-                if action == "retry" and denials_in_row > sc.checkpoints.max_retries:
-                    action = "abort"
-                if action == "takeover":
-                    ref = await call(world.reference_decision, decision)
-                    action = "takeover" if ref is not None else "retry"
-                event.action = action
-                if action in ("retry", "abort"):
-                    step = Step(index=index, node=node, decision=decision, checkpoint=event,
-                                help_needed=bool(verdict and verdict.help_needed),
-                                state_digest=await call(world.digest),
-                                sim_time=world.clock.now,
-                                wall_us=int((time.perf_counter() - ts) * 1e6))
-                    step.grades = _grade_step(plan, node, decision, verdict, None, task, world)
-                    steps.append(step)
-                    if action == "abort":
-                        end, end_note = EndReason.aborted, "a human denied and the policy stops"
-                        break
-                    await agent.feedback(Feedback(decision=decision, denied=True))
-                    continue
-                decision_to_run = ref  # the human does this step right
-            else:
-                denials_in_row = 0
-                decision_to_run = decision
-        else:
-            decision_to_run = decision
-
-        # --- effect ---
-        result: ToolResult | None = None
-        human_reply: str | None = None
-        finished = False
-        if bad_call is not None:
-            result = ToolResult(ok=False, error=bad_call, fault="agent")
-        elif decision_to_run.kind == "tool_call":
+    # One cancel scope for the whole loop: a scope per await would cost more than a step.
+    with anyio.move_on_after(budgets.max_wall_time) as wall:
+        for index in range(budgets.max_steps):
+            ts = time.perf_counter()
             try:
-                result = await call(world.execute, node, decision_to_run.tool,
-                                    decision_to_run.args)
-            except ToolError as e:
-                result = ToolResult(ok=False, error=str(e), fault="agent")
-        elif decision_to_run.kind == "ask_human":
-            human_reply = await call(world.human_answer, decision_to_run.text or "")
-            world.clock.advance(sc.checkpoints.human.seconds_per_review)
-            human_seconds += sc.checkpoints.human.seconds_per_review
-            result = ToolResult(ok=True, output=human_reply)
-        elif decision_to_run.kind == "message":
-            obs_msg = await call(world.on_message, decision_to_run.text or "")
-            result = ToolResult(ok=True, output=obs_msg.text)
-        else:
-            finished = True
-        if not finished:
-            world.clock.advance(0 if decision_to_run.kind == "tool_call"
-                                else plan.world_cls.sim_seconds_per_step)
+                decision = await agent.decide(obs)
+            except AgentError as e:
+                raise InfraError(f"agent: {e}") from e
+            if not isinstance(decision, Decision):
+                raise InfraError(f"agent returned {type(decision).__name__}, not a Decision")
+            node = decision.node or sc.node_map.get(decision.tool or "", decision.tool or "unknown")
+            if decision.node != node:
+                decision = decision.model_copy(update={"node": node})
+            cost += decision.cost
+            tokens += decision.tokens
 
-        step = Step(index=index, node=node, decision=decision, result=result, checkpoint=event,
-                    help_needed=bool(verdict and verdict.help_needed),
-                    state_digest=await call(world.digest), sim_time=world.clock.now)
-        grades = _grade_step(plan, node, decision, verdict, result, task, world)
-        if bad_call is not None:
-            grades.append(Grade(grader="valid_call", passed=False, score=0.0, reason=bad_call,
-                                node=node))
-        step.grades = grades
-        step.wall_us = int((time.perf_counter() - ts) * 1e6)
-        steps.append(step)
-        if finished:
-            end, end_note = EndReason.finished, decision.text or "agent finished"
-            break
-        await agent.feedback(Feedback(decision=decision, result=result,
-                                      human_answer=human_reply))
-        status = await call(world.status)
-        if status.done:
-            end, end_note = EndReason.terminated, status.reason
-            break
-        obs = await call(world.observe)
-        if budgets.max_sim_time is not None and world.clock.now >= budgets.max_sim_time:
-            end, end_note = EndReason.truncated, "simulated-time budget ran out"
-            break
-        if budgets.max_cost is not None and cost >= budgets.max_cost:
-            end, end_note = EndReason.truncated, "cost budget ran out"
-            break
-        if deadline is not None and time.perf_counter() >= deadline:
-            end, end_note = EndReason.truncated, "wall-time budget ran out"
-            break
+            spec = tool_by_name.get(decision.tool or "")
+            bad_call = None
+            if decision.kind == "tool_call":
+                bad_call = (f"unknown tool {decision.tool!r}; tools: {', '.join(tool_by_name)}"
+                            if spec is None else check_arguments(spec, decision.args))
+            verdict = None if bad_call else await call(world.judge, decision)
+            irreversible = (node in irreversible_nodes) or (
+                spec is not None and spec.irreversible and node not in reversible_nodes)
+
+            # --- checkpoint ---
+            event: CheckpointEvent | None = None
+            if bad_call is None and policy.should_review(
+                    ReviewRequest(decision, index, irreversible, reviews)):
+                correct = verdict.correct if verdict else None
+                ans: HumanAnswer = human.review(decision, correct)
+                reviews += 1
+                human_seconds += ans.seconds
+                event = CheckpointEvent(policy=policy.name, reviewed=True, approved=ans.approved,
+                                        reviewer=ans.reviewer, seconds=ans.seconds, cost=ans.cost,
+                                        decision_was_correct=correct)
+                world.clock.advance(ans.seconds)
+                if not ans.approved:
+                    denials_in_row += 1
+                    action = sc.checkpoints.on_deny
+                    if action == "retry" and denials_in_row > sc.checkpoints.max_retries:
+                        action = "abort"
+                    if action == "takeover":
+                        ref = await call(world.reference_decision, decision)
+                        action = "takeover" if ref is not None else "retry"
+                    event.action = action
+                    if action in ("retry", "abort"):
+                        step = Step(index=index, node=node, decision=decision, checkpoint=event,
+                                    help_needed=bool(verdict and verdict.help_needed),
+                                    state_digest=await call(world.digest),
+                                    sim_time=world.clock.now,
+                                    wall_us=int((time.perf_counter() - ts) * 1e6))
+                        step.grades = _grade_step(plan, node, decision, verdict, None, task, world)
+                        steps.append(step)
+                        if action == "abort":
+                            end, end_note = EndReason.aborted, "a human denied and the policy stops"
+                            break
+                        await agent.feedback(Feedback(decision=decision, denied=True))
+                        continue
+                    decision_to_run = ref  # the human does this step right
+                else:
+                    denials_in_row = 0
+                    decision_to_run = decision
+            else:
+                decision_to_run = decision
+
+            # --- effect ---
+            result: ToolResult | None = None
+            human_reply: str | None = None
+            finished = False
+            if bad_call is not None:
+                result = ToolResult(ok=False, error=bad_call, fault="agent")
+            elif decision_to_run.kind == "tool_call":
+                try:
+                    result = await call(world.execute, node, decision_to_run.tool,
+                                        decision_to_run.args)
+                except ToolError as e:
+                    result = ToolResult(ok=False, error=str(e), fault="agent")
+            elif decision_to_run.kind == "ask_human":
+                human_reply = await call(world.human_answer, decision_to_run.text or "")
+                world.clock.advance(sc.checkpoints.human.seconds_per_review)
+                human_seconds += sc.checkpoints.human.seconds_per_review
+                result = ToolResult(ok=True, output=human_reply)
+            elif decision_to_run.kind == "message":
+                obs_msg = await call(world.on_message, decision_to_run.text or "")
+                result = ToolResult(ok=True, output=obs_msg.text)
+            else:
+                finished = True
+            if not finished:
+                world.clock.advance(0 if decision_to_run.kind == "tool_call"
+                                    else plan.world_cls.sim_seconds_per_step)
+
+            step = Step(index=index, node=node, decision=decision, result=result, checkpoint=event,
+                        help_needed=bool(verdict and verdict.help_needed),
+                        state_digest=await call(world.digest), sim_time=world.clock.now)
+            grades = _grade_step(plan, node, decision, verdict, result, task, world)
+            if result is not None and not result.ok and result.fault == "agent":
+                # A call the world rejects (bad arguments, against the rules) is the agent's error.
+                grades.append(Grade(grader="valid_call", passed=False, score=0.0,
+                                    reason=result.error or "rejected", node=node))
+            step.grades = grades
+            step.wall_us = int((time.perf_counter() - ts) * 1e6)
+            steps.append(step)
+            if finished:
+                end, end_note = EndReason.finished, decision.text or "agent finished"
+                break
+            await agent.feedback(Feedback(decision=decision, result=result,
+                                          human_answer=human_reply))
+            status = await call(world.status)
+            if status.done:
+                end, end_note = EndReason.terminated, status.reason
+                break
+            obs = await call(world.observe)
+            if budgets.max_sim_time is not None and world.clock.now >= budgets.max_sim_time:
+                end, end_note = EndReason.truncated, "simulated-time budget ran out"
+                break
+            if budgets.max_cost is not None and cost >= budgets.max_cost:
+                end, end_note = EndReason.truncated, "cost budget ran out"
+                break
+    if wall.cancelled_caught:
+        end, end_note = EndReason.truncated, "wall-time budget ran out"
 
     await agent.close()
     outcome = await call(world.outcome)
@@ -295,7 +289,8 @@ async def _loop(plan, key, task, world, call, agent, human, agent_label) -> Epis
     return EpisodeResult(
         key=key, agent=agent_label or sc.agent.label, end_reason=end, success=success,
         score=sum(scores) / len(scores) if scores else None, steps=steps,
-        outcome_grades=outcome_grades, metrics={**status.metrics, "reviews": reviews, "human_seconds": human_seconds},
+        outcome_grades=outcome_grades,
+        metrics={**status.metrics, "reviews": reviews, "human_seconds": human_seconds},
         sim_time=world.clock.now, wall_ms=(time.perf_counter() - t0) * 1e3, cost=cost,
         tokens=tokens, end_note=end_note,
         ambiguous=bool(task.get("ambiguous")), user_fault=bool(outcome.get("user_fault")),

@@ -9,6 +9,8 @@ reply must state from it, so every decision can be judged against ground truth.
 from __future__ import annotations
 
 import copy
+import hashlib
+import json
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
@@ -153,7 +155,8 @@ class RetailWorld(World):
         self.verified: str | None = None
         self.clarified = not self.ambiguous
         self.messages: list[str] = []
-        self.initial_orders = copy.deepcopy(self.orders)
+        self.initial_orders = _copy_orders(self.orders)
+        self.touched: set[str] = set()  # orders changed since reset: all a digest must cover
         self.expected = self._expected_resolution()
         return Observation(text=self._opening_line(), data={
             "policy": self.policy_text(), "customer_message": self._opening_line(),
@@ -235,7 +238,7 @@ class RetailWorld(World):
                 facts = ["cannot"]
         else:
             facts = [o["status"]]
-        expected_orders = copy.deepcopy(self.initial_orders)
+        expected_orders = _copy_orders(self.initial_orders)
         if action:
             self._apply(expected_orders, action["tool"], action["args"])
         return {"order_id": oid, "action": action, "facts": facts, "orders": expected_orders}
@@ -345,6 +348,8 @@ class RetailWorld(World):
         return {"sent": True}
 
     def _apply(self, orders: dict[str, Any], tool: str, args: dict[str, Any]) -> None:
+        if orders is self.orders:
+            self.touched.add(args["order_id"])
         o = orders[args["order_id"]]
         if tool == "refund":
             o["refunded"] = round(o["refunded"] + float(args["amount"]), 2)
@@ -458,11 +463,27 @@ class RetailWorld(World):
         return {"orders": self.orders, "messages": self.messages, "verified": self.verified,
                 "clarified": self.clarified}
 
+    def digest(self) -> str:
+        # Untouched orders are a function of the seed and the task, so hashing the seed and
+        # the touched orders identifies the state as exactly as hashing everything, at a
+        # fraction of the cost (the loop digests after every step).
+        blob = json.dumps([self.seed, {k: self.orders[k] for k in sorted(self.touched)},
+                           self.messages, self.verified, self.clarified],
+                          separators=(",", ":"))
+        return hashlib.blake2b(blob.encode(), digest_size=8).hexdigest()
+
     def load_state(self, state: dict[str, Any]) -> None:
         self.orders = copy.deepcopy(state["orders"])
+        self.touched = {k for k, o in self.orders.items() if o != self.initial_orders.get(k)}
         self.messages = list(state["messages"])
         self.verified = state["verified"]
         self.clarified = state["clarified"]
+
+
+def _copy_orders(orders: dict[str, Any]) -> dict[str, Any]:
+    """Copy of the orders table (flat dicts with one list of flat items): deepcopy is 10x
+    slower and this runs on every reset."""
+    return {k: {**o, "items": [dict(i) for i in o["items"]]} for k, o in orders.items()}
 
 
 def _same(a: Any, b: Any) -> bool:

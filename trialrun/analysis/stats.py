@@ -50,7 +50,10 @@ def clopper_pearson(k: int, n: int, alpha: float = 0.05) -> tuple[float, float]:
 
 
 def rule_of_three(n: int) -> float:
-    """Approximate 95% upper bound 3/n on a rate after 0 failures in n (Hanley & Lippman-Hand 1983)."""
+    """Approximate 95% upper bound 3/n on a rate after 0 failures in n.
+
+    Hanley & Lippman-Hand (1983). 0/30 -> 0.1.
+    """
     if n <= 0:
         raise ValueError("n must be positive")
     return 3.0 / n
@@ -72,13 +75,16 @@ def pass_at_k(n: int, c: int, k: int) -> float:
     n = 10, c = 3, k = 5 -> 0.916667.
     """
     _check_nck(n, c, k)
-    # math.comb is exact, so the ratio is exact even for large n
-    return 1.0 - math.comb(n - c, k) / math.comb(n, k)
+    total = math.comb(n, k)
+    # one correctly rounded int/int division: exact to float precision for any n, and
+    # never below pass_hat_k, which shares the denominator
+    return (total - math.comb(n - c, k)) / total
 
 
 def pass_hat_k(n: int, c: int, k: int) -> float:
-    """pass^k = C(c, k)/C(n, k): chance that k fresh trials all succeed (tau-bench, arXiv 2406.12045).
+    """pass^k = C(c, k)/C(n, k): chance that k fresh trials all succeed.
 
+    tau-bench (arXiv 2406.12045).
     n = 10, c = 8, k = 4 -> 0.333333 (the naive 0.8**4 = 0.4096 overstates it).
     """
     _check_nck(n, c, k)
@@ -181,6 +187,24 @@ def cluster_sums(labels: ArrayLike, values: ArrayLike) -> NDArray[np.float64]:
     return out
 
 
+def _distinct_rows(a: NDArray[np.float64]) -> tuple[NDArray[np.float64], NDArray[np.int64]]:
+    """Distinct rows of `a` and their multiplicities.
+
+    Groups rows by a random projection (one float sort instead of a slow lexicographic
+    row sort), then verifies every row equals its group's representative, falling back to
+    the exact row sort if two different rows ever share a projection.
+    """
+    direction = np.random.default_rng(0x5EED).standard_normal(a.shape[1])
+    _, first, inv, mult = np.unique(
+        a @ direction, return_index=True, return_inverse=True, return_counts=True
+    )
+    uniq = a[first]
+    if np.array_equal(uniq[inv.ravel()], a):
+        return uniq, mult
+    uniq, mult = np.unique(a, axis=0, return_counts=True)
+    return uniq, mult
+
+
 def bootstrap_ci(
     stat_fn: Callable[[NDArray[np.float64]], ArrayLike],
     clusters: ArrayLike,
@@ -197,6 +221,9 @@ def bootstrap_ci(
     Any statistic that is a function of sums fits: means, rates, ratios, lift.
     Example, success rate by task: ``stat_fn = lambda s: s[..., 1] / s[..., 0]`` with rows
     (episodes, successes).
+
+    Cost is O(n_boot · distinct rows) when rows repeat (boolean episode data, few tasks)
+    and O(n_boot · n_clusters) random draws when every row is distinct.
     """
     a = np.asarray(clusters, dtype=float)
     if a.ndim == 1:
@@ -211,7 +238,7 @@ def bootstrap_ci(
     # Resampling clusters uniformly is the same as a multinomial over *distinct* rows
     # weighted by their multiplicity; boolean episode data has few distinct rows, so
     # this turns O(n_boot * n_clusters) draws into O(n_boot * n_distinct).
-    uniq, mult = np.unique(a, axis=0, return_counts=True)
+    uniq, mult = _distinct_rows(a)
     sums = np.empty((n_boot, a.shape[1]))
     if uniq.shape[0] * 8 <= n_c:
         counts = rng.multinomial(n_c, mult / n_c, size=n_boot).astype(float)

@@ -1,0 +1,119 @@
+"""Per-step harness overhead and episode throughput, on the embedded defaults.
+
+    python bench/bench_harness.py [--episodes 2000]
+
+Prints, for the retail scenario with the scripted agent: episodes/s and µs per step including
+grading and storage (SQLite); then, for a minimal world whose episodes are 10 to 1,000 steps
+long, µs per step at each length, to show the overhead stays flat as episodes grow.
+Figures are medians of repeated runs; the machine is shared, so compare ratios in one run.
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import anyio
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from trialrun.agents.base import Agent  # noqa: E402
+from trialrun.runner import RunOptions, run_episodes  # noqa: E402
+from trialrun.sandbox.world import World  # noqa: E402
+from trialrun.scenarios.loader import LIBRARY, load_scenario, load_scenario_source  # noqa: E402
+from trialrun.store import Store  # noqa: E402
+from trialrun.trajectory import Decision, Observation, ToolResult, ToolSpec  # noqa: E402
+
+
+class CounterWorld(World):
+    """The smallest world: one tool that adds to a counter; ends after `length` steps."""
+
+    def reset(self) -> Observation:
+        self.n = 0
+        return Observation(text="count")
+
+    def tools(self) -> list[ToolSpec]:
+        return [ToolSpec(name="add", parameters={"type": "object", "properties": {
+            "k": {"type": "integer"}}, "required": ["k"]})]
+
+    def execute(self, node: str, tool: str, args: dict[str, Any]) -> ToolResult:
+        self.n += args["k"]
+        self.clock.advance(1)
+        return ToolResult(ok=True, output=self.n)
+
+    def judge(self, d: Decision):
+        from trialrun.sandbox.world import Verdict
+
+        return Verdict(correct=d.kind != "tool_call" or d.args.get("k") == 1)
+
+    def state(self) -> dict[str, Any]:
+        return {"n": self.n}
+
+
+class CountingAgent(Agent):
+    async def decide(self, obs: Observation) -> Decision:
+        return Decision(kind="tool_call", node="add", tool="add", args={"k": 1})
+
+
+COUNTER = """
+name: bench/counter-{length}
+world: {{type: bench.bench_harness:CounterWorld}}
+tasks: [{{id: count}}]
+agent: {{type: bench.bench_harness:CountingAgent}}
+seeds: {episodes}
+budgets: {{max_steps: {length}, max_wall_time: null}}
+"""
+
+
+def timed_run(loaded, db: str) -> tuple[float, int, int]:
+    store = Store(db)
+    t = time.perf_counter()
+    summary = anyio.run(lambda: run_episodes(store, loaded, options=RunOptions(concurrency=8)))
+    wall = time.perf_counter() - t
+    with store.engine.connect() as c:
+        from sqlalchemy import text
+
+        steps = c.execute(text("SELECT count(*) FROM step JOIN episode e ON e.id = episode_id "
+                               "WHERE e.run_id = :r"), {"r": summary.run_id}).scalar()
+    return wall, summary.ran, steps
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--episodes", type=int, default=2000)
+    ap.add_argument("--repeats", type=int, default=3)
+    args = ap.parse_args()
+    tmp = Path(tempfile.mkdtemp())
+    base = load_scenario(LIBRARY / "retail" / "known_error_rates.yaml")
+    text = base.source.replace("seeds: 20", f"seeds: {args.episodes}")
+    rows = []
+    for i in range(args.repeats):
+        loaded = [load_scenario_source(text, "retail.yaml")]
+        wall, eps, steps = timed_run(loaded, f"sqlite:///{tmp / f'retail{i}.db'}")
+        rows.append((wall, eps, steps))
+    wall = statistics.median(r[0] for r in rows)
+    eps, steps = rows[0][1], rows[0][2]
+    print(f"retail, scripted agent, {eps} episodes x {steps / eps:.1f} steps "
+          f"(median of {args.repeats})")
+    print(f"  episodes/s            {eps / wall:10.0f}")
+    print(f"  harness µs per step   {1e6 * wall / steps:10.1f}   (incl. grading + SQLite)")
+    print("counter world: µs per step as episodes grow longer")
+    for length in (10, 100, 1000):
+        n_eps = max(5, 20_000 // length)
+        walls = []
+        for i in range(args.repeats):
+            loaded = [load_scenario_source(COUNTER.format(length=length, episodes=n_eps),
+                                           f"counter{length}.yaml")]
+            w, _, steps = timed_run(loaded, f"sqlite:///{tmp / f'c{length}-{i}.db'}")
+            walls.append(w / steps)
+        print(f"  {length:5d} steps/episode  {1e6 * statistics.median(walls):8.1f} µs/step "
+              f"({n_eps} episodes)")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,106 @@
+"""Exact replay of a stored episode: same scenario text, seed, decisions and human answers.
+
+The replay re-runs the world from its seed, plays the recorded decisions back through the
+same episode loop, answers checkpoints with the recorded human answers, and compares every
+step's state digest and tool result with the record. A divergence means the world is not
+deterministic under its seed (or the code changed): exactly what a regression case checks.
+"""
+
+from __future__ import annotations
+
+from pydantic import BaseModel
+
+from trialrun.agents.base import Agent, AgentContext, Feedback
+from trialrun.checkpoints import HumanAnswer, RecordedHuman
+from trialrun.episode import EpisodePlan, run_episode
+from trialrun.runner import scenarios_of_run
+from trialrun.store import Store
+from trialrun.trajectory import Decision, EpisodeResult, Observation
+
+
+class RecordedAgent(Agent):
+    """Plays back recorded decisions in order; optionally hands over to another agent."""
+
+    name = "recorded"
+
+    def __init__(self, decisions: list[Decision], then: Agent | None = None) -> None:
+        super().__init__({})
+        self.decisions = list(decisions)
+        self.then = then
+
+    async def start(self, ctx: AgentContext, first: Observation) -> None:
+        await super().start(ctx, first)
+        if self.then is not None:
+            await self.then.start(ctx, first)
+
+    async def decide(self, obs: Observation) -> Decision:
+        if self.decisions:
+            return self.decisions.pop(0)
+        if self.then is None:
+            return Decision(kind="finish", node="finish", text="end of recording")
+        return await self.then.decide(obs)
+
+    async def feedback(self, fb: Feedback) -> None:
+        if self.then is not None:  # keep the successor's view of the episode up to date
+            await self.then.feedback(fb)
+
+
+class StepDiff(BaseModel):
+    index: int
+    what: str
+    recorded: str
+    replayed: str
+
+
+class ReplayReport(BaseModel):
+    episode_id: str
+    identical: bool
+    steps: int
+    differences: list[StepDiff]
+    recorded_success: bool | None
+    replayed_success: bool | None
+
+
+def recorded_answers(ep: EpisodeResult) -> list[HumanAnswer]:
+    return [HumanAnswer(bool(st.checkpoint.approved), st.checkpoint.seconds,
+                        st.checkpoint.cost, st.checkpoint.reviewer)
+            for st in ep.steps if st.checkpoint and st.checkpoint.reviewed]
+
+
+def compare(original: EpisodeResult, replayed: EpisodeResult) -> list[StepDiff]:
+    diffs: list[StepDiff] = []
+    for a, b in zip(original.steps, replayed.steps, strict=False):
+        for what, x, y in (
+            ("decision", a.decision.model_dump_json(), b.decision.model_dump_json()),
+            ("state digest", a.state_digest, b.state_digest),
+            ("result", a.result.model_dump_json() if a.result else "",
+             b.result.model_dump_json() if b.result else ""),
+            ("grades", str([(g.grader, g.passed) for g in a.grades]),
+             str([(g.grader, g.passed) for g in b.grades])),
+        ):
+            if x != y:
+                diffs.append(StepDiff(index=a.index, what=what, recorded=x[:200],
+                                      replayed=y[:200]))
+    if len(original.steps) != len(replayed.steps):
+        diffs.append(StepDiff(index=min(len(original.steps), len(replayed.steps)),
+                              what="length", recorded=str(len(original.steps)),
+                              replayed=str(len(replayed.steps))))
+    if original.final_digest != replayed.final_digest:
+        diffs.append(StepDiff(index=len(replayed.steps), what="final state",
+                              recorded=original.final_digest, replayed=replayed.final_digest))
+    return diffs
+
+
+async def replay_episode(store: Store, episode_id: str) -> tuple[ReplayReport, EpisodeResult]:
+    row = store.get_episode(episode_id)
+    original = store.load_episode(episode_id)
+    plans = {ls.name: ls for ls in scenarios_of_run(store, row.run_id)}
+    plan = EpisodePlan.build(plans[row.scenario])
+    agent = RecordedAgent([st.decision for st in original.steps])
+    human = RecordedHuman(plan.loaded.scenario.checkpoints.human, recorded_answers(original))
+    replayed = await run_episode(plan, original.key, agent=agent, human=human,
+                                 agent_label=original.agent)
+    diffs = compare(original, replayed)
+    return ReplayReport(episode_id=episode_id, identical=not diffs, steps=len(replayed.steps),
+                        differences=diffs, recorded_success=original.success,
+                        replayed_success=replayed.success), replayed
