@@ -583,7 +583,7 @@ def test_krippendorff_reference_example_with_missing_data():
 
 
 def test_rogan_gladen():
-    est = sx.rogan_gladen(0.70, se=0.95, sp=0.80, n=1000)
+    est = sx.rogan_gladen(0.70, sensitivity=0.95, specificity=0.80, n=1000)
     assert est.value == approx(0.666667)
     assert est.se == approx(0.019322)
 

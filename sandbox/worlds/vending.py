@@ -112,6 +112,8 @@ def _obj(props: dict[str, Any], required: list[str] | None = None) -> dict[str, 
 class VendingWorld(World):
     Config = VendingConfig
     Task = VendingTask
+    slot_names = SLOTS
+    slots_by_name = {name: i for i, name in enumerate(SLOTS)}
 
     def __init__(self, config: dict[str, Any], task: dict[str, Any], seed: int) -> None:
         super().__init__(config, task, seed)
@@ -168,6 +170,9 @@ class VendingWorld(World):
 
     def slot_fits(self, slot_index: int, product: str) -> bool:
         return (PRODUCTS[product].size == "small") == (SLOTS[slot_index][0] in SMALL_ROWS)
+
+    def assigned(self) -> set[str]:
+        return {p for p, _, _ in self.slots if p is not None}
 
     def in_machine(self, product: str) -> int:
         return sum(q for p, q, _ in self.slots if p == product)
@@ -361,7 +366,7 @@ class VendingWorld(World):
                 "machine_cash": self.machine_cash / 100}, False
 
     def stock_problem(self, slot: str, product: str, qty: int) -> str | None:
-        if slot not in SLOTS:
+        if slot not in self.slots_by_name:
             return f"no slot {slot!r}; slots: {', '.join(SLOTS)}"
         pid = mail.product_id(product)
         if pid is None:

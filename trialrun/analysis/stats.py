@@ -402,17 +402,17 @@ class Estimate:
     se: float
 
 
-def rogan_gladen(p_obs: float, se: float, sp: float, n: int) -> Estimate:
+def rogan_gladen(p_obs: float, sensitivity: float, specificity: float, n: int) -> Estimate:
     """Prevalence corrected for judge error (Rogan & Gladen 1978).
 
     pi = (p_obs + Sp - 1)/(Se + Sp - 1), SE = sqrt(p(1-p)/n)/(Se + Sp - 1).
     Se 0.95, Sp 0.80, p_obs 0.70, n 1000 -> 0.666667, SE 0.019322. Not clipped to [0, 1],
     so an out-of-range value stays visible as evidence of misestimated Se/Sp.
     """
-    j = se + sp - 1
+    j = sensitivity + specificity - 1
     if j <= 0:
         raise ValueError("Se + Sp must exceed 1 (a judge better than chance)")
-    return Estimate((p_obs + sp - 1) / j, math.sqrt(p_obs * (1 - p_obs) / n) / j)
+    return Estimate((p_obs + specificity - 1) / j, math.sqrt(p_obs * (1 - p_obs) / n) / j)
 
 
 def ppi_mean_from_stats(
@@ -440,7 +440,9 @@ def ppi_mean(
 
     The golden set carries both a judge and a human score per item; the unlabelled set only
     a judge score. SE shrinks below the humans-only sd(human)/sqrt(n) when the judge tracks
-    the humans.
+    the humans. ANALYSIS.md's SE 0.039847 takes the unlabelled variance as p(1-p) = 0.21;
+    Bessel-corrected over its 1000 scores this gives 0.039850 (use `ppi_mean_from_stats`
+    to reproduce the former).
     """
     ju = np.asarray(judge_unlabelled, dtype=float)
     jg = np.asarray(judge_golden, dtype=float)
