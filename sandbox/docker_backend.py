@@ -433,6 +433,7 @@ class DockerSandbox(Sandbox):
             violation = self._classify(r, episode_end=t >= left)
             if violation == "pids":  # a fork bomb may still hold every pid: end it
                 self.kill_all()
+                self._counters = self._read_counters() or self._counters
         if violation in DIRTY:
             self.dirty = True
         return ExecResult(
@@ -442,10 +443,11 @@ class DockerSandbox(Sandbox):
         )
 
     def _classify(self, r: RawExec, episode_end: bool) -> str | None:
-        if r.timed_out:
+        if r.timed_out or r.truncated:
+            # The command was killed: take what it did to the counters as the new baseline.
             self._counters = self._read_counters() or self._counters
-            return "episode_timeout" if episode_end else "timeout"
-        if r.truncated:
+            if r.timed_out:
+                return "episode_timeout" if episode_end else "timeout"
             return "output_limit"
         # Counters are cheap on a local engine (host cgroup files); through exec only when
         # the command failed, to keep the happy path at one exec.
@@ -543,15 +545,15 @@ class DockerSandbox(Sandbox):
             return False
         self.kill_all()
         script = (f"find {WORKSPACE} /tmp /dev/shm -mindepth 1 -delete 2>/dev/null; "
-                  f"ls -A {WORKSPACE} /tmp /dev/shm; ls /proc | grep -c '^[0-9]'")
+                  f"ls -A {WORKSPACE} /tmp /dev/shm; echo ---; ps -e -o pid=,ppid=")
         try:
             with self._lock:
                 r = self._raw(["sh", "-c", script], 30, 65536)
         except SandboxFault:
             return False
-        # Left: only PID 1, this shell and its `ls`/`grep` children (at most 4 pids).
-        lines = decode(r.stdout).split()
-        return not r.timed_out and len(lines) == 1 and lines[0].isdigit() and int(lines[0]) <= 4
+        listing, _, ps = decode(r.stdout).partition("---")
+        files = [s for s in listing.split() if not s.endswith(":")]
+        return not r.timed_out and not files and not leftovers(ps)
 
     def alive(self) -> bool:
         try:
@@ -578,6 +580,19 @@ class DockerSandbox(Sandbox):
         self.closed = True
         self.pool = None
         remove_container(self.id)
+
+
+def leftovers(ps_output: str) -> list[int]:
+    """Pids in `ps -e -o pid=,ppid=` output that are neither PID 1 nor the one exec asking.
+
+    An exec's processes descend from a process whose parent is outside the namespace (ppid
+    0); what an earlier command left behind was reparented to PID 1 or is a second ppid-0
+    tree. So: anything with ppid 1, and every ppid-0 tree but the newest (the asker's).
+    """
+    rows = [tuple(int(x) for x in line.split()) for line in ps_output.splitlines()
+            if len(line.split()) == 2]
+    roots = sorted(pid for pid, ppid in rows if ppid == 0 and pid != 1)
+    return [pid for pid, ppid in rows if ppid == 1] + roots[:-1]
 
 
 # --- cgroup counters -------------------------------------------------------------------

@@ -6,7 +6,6 @@ import time
 
 import pytest
 from pydantic import ValidationError
-
 from trialrun.sandbox.backend import (
     ExecResult,
     SandboxPathError,

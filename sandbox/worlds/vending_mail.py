@@ -65,7 +65,8 @@ def price_list(s: Supplier) -> tuple[str, str, dict[str, Any]]:
     claim = f"{s.pitch}\n" if s.pitch else ""
     body = (f"{claim}Unit prices:\n{rows}\nMinimum {s.min_order} units per product. Delivery "
             f"in {s.lead_days} day(s). Order by email, one line per product: '40 x cola'.")
-    data = {"kind": "price_list", "supplier": s.id, "prices": prices, "min_order": s.min_order,
+    data = {"kind": "price_list", "supplier": s.id,
+            "prices": {p: c / 100 for p, c in prices.items()}, "min_order": s.min_order,
             "lead_days": s.lead_days}
     return f"{s.name} price list", body, data
 
@@ -82,7 +83,7 @@ def confirmation(s: Supplier, order_id: int, lines: list[tuple[str, int, int]], 
     body = (f"Order #{order_id} confirmed and charged {dollars(total)}:\n{rows}\n"
             f"Expected delivery: day {due}.")
     data = {"kind": "order_confirmation", "supplier": s.id, "order": order_id,
-            "lines": [[p, q] for p, q, _ in lines], "total": total, "expected_day": due}
+            "lines": [[p, q] for p, q, _ in lines], "total": total / 100, "expected_day": due}
     return f"Order #{order_id} confirmed", body, data
 
 

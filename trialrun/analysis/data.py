@@ -71,7 +71,8 @@ def load_run(store: Store, run_id: str) -> RunData:
         eps = c.execute(text(
             "SELECT id, scenario, task, seed, trial, agent, end_reason, success, n_steps, "
             "wall_ms, sim_time, cost, tokens, reviews, asks, first_error_node, ambiguous, "
-            "user_fault, human_seconds FROM episode WHERE run_id = :r ORDER BY id"), {"r": run.id}).all()
+            "user_fault, human_seconds FROM episode WHERE run_id = :r ORDER BY id"),
+            {"r": run.id}).all()
         steps = c.execute(text(
             "SELECT s.episode_id, s.idx, s.node, s.kind, s.passed, s.help_needed, s.reviewed, "
             "s.approved, s.confidence, s.sim_time, s.wall_us FROM step s JOIN episode e ON "

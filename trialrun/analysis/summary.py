@@ -14,6 +14,8 @@ import numpy as np
 from pydantic import BaseModel, Field
 
 from trialrun.analysis.data import RunData
+from trialrun.analysis.policies import PolicyResult, policy_table
+from trialrun.analysis.reliability import Reliability, reliability
 from trialrun.analysis.stats import pass_at_k, pass_hat_k, percentiles, wilson
 
 
@@ -88,6 +90,8 @@ class RunSummary(BaseModel):
     observed_success: float | None
     escalation: Escalation
     latency: dict[str, Percentiles] = Field(default_factory=dict)
+    reliability: Reliability | None = None
+    policies: list[PolicyResult] = Field(default_factory=list)  # compare-policies runs
 
 
 def _pct(values: np.ndarray) -> Percentiles:
@@ -162,7 +166,8 @@ def escalation_counts(d: RunData) -> Escalation:
     )
 
 
-def summarize(d: RunData) -> RunSummary:
+def summarize(d: RunData, cost_per_ask: float = 1.0, cost_per_error: float = 10.0,
+              deep: bool = True) -> RunSummary:
     scored = d.scored
     succ = d.success[scored]
     n = int(scored.sum())
@@ -194,4 +199,6 @@ def summarize(d: RunData) -> RunSummary:
         user_fault_failures=int((failed & d.user_fault).sum()),
         predicted_success=predicted, observed_success=k / n if n else None,
         escalation=escalation_counts(d), latency=latency,
+        reliability=reliability(d, cost_per_ask, cost_per_error) if deep and n else None,
+        policies=policy_table(d),
     )
