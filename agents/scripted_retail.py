@@ -29,6 +29,10 @@ class RetailAgentParams(BaseModel):
     ask: Literal["when_ambiguous", "never", "always"] = "when_ambiguous"
     # How much lower the reported confidence is when the agent errs (0: uninformative).
     confidence_signal: float = Field(0.3, ge=0, le=1)
+    # Correlated errors by construction: some episodes are "bad days" on which every node's
+    # error rate is multiplied, so errors cluster in the same episodes.
+    bad_day_rate: float = Field(0.0, ge=0, le=1)
+    bad_day_multiplier: float = Field(1.0, ge=1)
 
 
 @register_agent("scripted:retail")
@@ -46,6 +50,9 @@ class ScriptedRetailAgent(Agent):
         await super().start(ctx, first)
         self.p = RetailAgentParams.model_validate(self.params)
         self.rng = ctx.rng
+        bad_day = self.p.bad_day_rate > 0 and self.rng.random() < self.p.bad_day_rate
+        scale = self.p.bad_day_multiplier if bad_day else 1.0
+        self.rates = {k: min(1.0, v * scale) for k, v in self.p.error_rates.items()}
         d = first.data
         self.customer: dict[str, str] = d["customer"]
         self.request: dict[str, Any] = d["request"]
@@ -61,7 +68,7 @@ class ScriptedRetailAgent(Agent):
         self.products: dict[str, dict[str, Any]] = {}
 
     def _err(self, node: str) -> bool:
-        rate = self.p.error_rates.get(node, 0.0)
+        rate = self.rates.get(node, 0.0)
         return rate > 0 and self.rng.random() < rate
 
     def _confidence(self, erred: bool) -> float:

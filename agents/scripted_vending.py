@@ -18,9 +18,9 @@ import math
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
-
 from trialrun.agents.base import Agent, AgentContext, Feedback
 from trialrun.agents.registry import register_agent
+
 from trialrun.trajectory import Decision, Observation
 
 NODES = ("plan_day", "check_email", "order_stock", "restock", "set_price", "collect_cash",
@@ -116,7 +116,7 @@ class ScriptedVendingAgent(Agent):
             cost = self.quotes[supplier]["prices"][pid] if supplier else 10**6
             return self._prior(pid) * (self._price_for(pid) - cost)
 
-        for pid, info in self.market.items():
+        for pid in self.market:
             self.target[pid] = self._price_for(pid)
             self.est[pid] = self.slow[pid] = self._prior(pid)
         by_size = {size: sorted((p for p, i in self.market.items() if i["size"] == size
@@ -269,7 +269,7 @@ class ScriptedVendingAgent(Agent):
         for p, n in sold.items():
             if p not in self.est:
                 continue
-            fast, slow = 0.85 * self.est[p] + 0.15 * n, 0.96 * self.slow[p] + 0.04 * n
+            fast, slow = 0.85 * self.est[p] + 0.15 * n, 0.95 * self.slow[p] + 0.05 * n
             if left[p] > 0:  # a sold-out day only says demand was at least this
                 self.est[p], self.slow[p] = fast, slow
             else:

@@ -243,8 +243,10 @@ def test_pool_resets_before_reuse(sandbox_image):  # noqa: F811
     run = f"{RUN}-pool"
     s = spec(pool=2)
     try:
+        with open_sandbox(s, {"run": run, "episode": "warm-up"}) as w:  # cold: pool was empty
+            p = w.pool
+        _wait_idle(p, 2)
         a = open_sandbox(s, {"run": run, "episode": "a"})
-        p = a.pool
         a.write_file("secret.txt", "from a")
         a.exec("nohup sleep 3600 >/dev/null 2>&1 &")
         a.exec("echo x > /tmp/a; echo y > /dev/shm/a")

@@ -56,25 +56,37 @@ def run(
     trials: Annotated[int | None, typer.Option(min=1, help="override trials")] = None,
     seeds: Annotated[int | None, typer.Option(min=1, help="override seeds: 0..N-1")] = None,
     limit: Annotated[int | None, typer.Option(min=1, help="run only the first N episodes")] = None,
-    json_out: Annotated[Path | None, typer.Option("--json", help="write the report as JSON")] = None,
+    json_out: Annotated[Path | None, typer.Option(
+        "--json", help="write the report as JSON")] = None,
     html_out: Annotated[Path | None, typer.Option("--html", help="write the HTML report")] = None,
     progress: Annotated[bool, typer.Option(help="show a progress bar")] = True,
     fail_under: Annotated[float | None, typer.Option(
         help="exit 1 if the success rate is below this (a CI gate)")] = None,
 ) -> None:
     """Run scenarios and print the report."""
-    import anyio
-
-    from trialrun.runner import RunOptions, run_episodes
-    from trialrun.store import Store
-
     if not targets and not resume:
         _err("name what to run (e.g. `trialrun run retail`) or --resume RUN_ID")
         raise typer.Exit(2)
+    from trialrun.runner import RunOptions
+    from trialrun.store import Store
+
     loaded = [] if resume else _load(targets)
     store = Store(db)
     opts = RunOptions(concurrency=concurrency, limit=limit, trials=trials, seeds=seeds)
     console = _console()
+    summary = _execute(store, loaded, targets or [], resume, opts, progress, console)
+    rate = _report(store, summary.run_id, json_out, html_out, console)
+    console.print(f"[dim]{summary.ran} episode(s) in {summary.wall_s:.1f}s · "
+                  f"store {db} · `trialrun show {summary.run_id}`[/]")
+    if fail_under is not None and (rate is None or rate < fail_under):
+        _err(f"success rate {rate} is below --fail-under {fail_under}")
+        raise typer.Exit(1)
+
+
+def _execute(store, loaded, targets: list[str], resume: str | None, opts, progress: bool,
+             console):
+    """Run with a progress bar; on Ctrl-C say how to resume."""
+    import anyio
     from rich.progress import (
         BarColumn,
         MofNCompleteColumn,
@@ -84,10 +96,24 @@ def run(
         TimeRemainingColumn,
     )
 
+    from trialrun.runner import apply_overrides, plan_keys, run_episodes, scenarios_of_run
+
+    if resume:
+        try:
+            planned = len(plan_keys(scenarios_of_run(store, resume)))
+            done = len(store.done_keys(store.get_run(resume).id))
+        except KeyError as e:
+            _err(str(e.args[0]))
+            raise typer.Exit(2) from None
+    else:
+        apply_overrides(loaded, opts.overrides())
+        planned, done = len(plan_keys(loaded)), 0
+    if opts.limit is not None:
+        planned = min(planned, opts.limit)
     bar = Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
                    TextColumn("{task.fields[status]}"), TimeElapsedColumn(),
-                   TimeRemainingColumn(), console=console, disable=not progress,
-                   transient=False)
+                   TimeRemainingColumn(), console=console, disable=not progress)
+    task_id = bar.add_task("episodes", total=planned, completed=done, status="")
     counts = {"ok": 0, "fail": 0, "err": 0}
 
     def on_episode(r) -> None:
@@ -97,28 +123,9 @@ def run(
                    f"[red]{counts['fail']} failed[/] [yellow]{counts['err']} errors[/]")
 
     async def go():
-        from trialrun.runner import apply_overrides, plan_keys, scenarios_of_run
+        return await run_episodes(store, loaded, targets=targets, resume=resume, options=opts,
+                                  on_episode=on_episode)
 
-        nonlocal task_id
-        if resume:
-            try:
-                planned = len(plan_keys(scenarios_of_run(store, resume)))
-                done = len(store.done_keys(store.get_run(resume).id))
-            except KeyError as e:
-                _err(str(e.args[0]))
-                raise typer.Exit(2) from None
-        else:
-            apply_overrides(loaded, opts.overrides())
-            planned, done = len(plan_keys(loaded)), 0
-        if limit is not None:
-            planned = min(planned, limit)
-        task_id = bar.add_task("episodes", total=planned, completed=done, status="")
-        summary = await run_episodes(store, loaded, targets=targets or [], resume=resume,
-                                     options=opts, on_episode=on_episode)
-        bar.update(task_id, total=summary.planned, completed=summary.planned)
-        return summary
-
-    task_id = None
     try:
         with bar:
             summary = anyio.run(go)
@@ -129,15 +136,11 @@ def run(
     if summary.skipped:
         console.print(f"resumed run {summary.run_id}: {summary.skipped} episode(s) were already "
                       f"done, {summary.ran} run now")
-    rate = _report(store, summary.run_id, json_out, html_out, console)
-    console.print(f"[dim]{summary.ran} episode(s) in {summary.wall_s:.1f}s · "
-                  f"store {db} · `trialrun show {summary.run_id}`[/]")
-    if fail_under is not None and (rate is None or rate < fail_under):
-        _err(f"success rate {rate} is below --fail-under {fail_under}")
-        raise typer.Exit(1)
+    return summary
 
 
-def _report(store, run_id: str, json_out: Path | None, html_out: Path | None, console) -> float | None:
+def _report(store, run_id: str, json_out: Path | None, html_out: Path | None,
+            console) -> float | None:
     from trialrun.analysis.data import load_run
     from trialrun.analysis.summary import summarize
     from trialrun.report import render_summary
@@ -246,6 +249,109 @@ def report(
         _err(str(e.args[0]))
         raise typer.Exit(2) from None
     _report(store, run_id, json_out, html_out, _console())
+
+
+@app.command("compare-policies")
+def compare_policies(
+    targets: Annotated[list[str], typer.Argument(help="scenario files, folders or suites")],
+    policy: Annotated[list[str] | None, typer.Option(
+        "--policy", "-p", help="never, always, before_irreversible, every_n:N, "
+        "below_confidence:T, budget:N, nodes:a+b (repeat; default: a spread of six)")] = None,
+    db: DbOption = DEFAULT_DB,
+    seeds: Annotated[int | None, typer.Option(min=1)] = None,
+    trials: Annotated[int | None, typer.Option(min=1)] = None,
+    concurrency: Annotated[int, typer.Option("-j", "--concurrency", min=1)] = 8,
+    json_out: Annotated[Path | None, typer.Option("--json")] = None,
+    html_out: Annotated[Path | None, typer.Option("--html")] = None,
+    progress: Annotated[bool, typer.Option(help="show a progress bar")] = True,
+) -> None:
+    """Run the same scenarios and seeds under several checkpoint policies: success, human
+    reviews, human minutes and the success-vs-human-cost frontier."""
+    from trialrun.policy_runs import DEFAULT_POLICIES, policy_variants
+    from trialrun.runner import RunOptions
+    from trialrun.store import Store
+
+    try:
+        loaded = policy_variants(_load(targets), policy or DEFAULT_POLICIES)
+    except ValueError as e:
+        _err(str(e))
+        raise typer.Exit(2) from None
+    store = Store(db)
+    console = _console()
+    opts = RunOptions(concurrency=concurrency, trials=trials, seeds=seeds)
+    summary = _execute(store, loaded, targets, None, opts, progress, console)
+    _report(store, summary.run_id, json_out, html_out, console)
+
+
+@app.command()
+def place(
+    run_id: Annotated[str, typer.Argument(help="a run to measure node accuracies from "
+                                                "(best: one with checkpoints: never)")],
+    budget: Annotated[int, typer.Option(min=0, help="how many nodes a human may review")] = 1,
+    db: DbOption = DEFAULT_DB,
+    verify: Annotated[bool, typer.Option(help="run the placement and compare")] = False,
+    seeds: Annotated[int | None, typer.Option(min=1, help="seeds for --verify")] = None,
+    progress: Annotated[bool, typer.Option(help="show a progress bar")] = True,
+) -> None:
+    """Place checkpoints on the workflow from measured per-node accuracies, predict the
+    success they buy, and (with --verify) run that placement to check the prediction."""
+    from rich.table import Table
+
+    from trialrun.analysis.data import load_run
+    from trialrun.analysis.policies import place_checkpoints
+    from trialrun.runner import RunOptions, scenarios_of_run
+    from trialrun.store import Store
+
+    store = Store(db)
+    try:
+        run_id = store.get_run(run_id).id
+    except KeyError as e:
+        _err(str(e.args[0]))
+        raise typer.Exit(2) from None
+    loaded = scenarios_of_run(store, run_id)
+    human = loaded[0].scenario.checkpoints.human
+    data = load_run(store, run_id)
+    irreversible = {data.nodes[c] for c in set(data.s_node[data.s_irrev].tolist())}
+    try:
+        plan = place_checkpoints(data, budget, human.recall, human.specificity,
+                                 human.seconds_per_review, irreversible)
+    except ValueError as e:
+        _err(str(e))
+        raise typer.Exit(2) from None
+    console = _console()
+    t = Table(title=f"checkpoint placement from run {run_id} (recall {human.recall}, "
+              f"specificity {human.specificity:.2f})", title_justify="left")
+    for col in ("node", "accuracy", "with review", "visits/ep", "reviews/ep", "chosen"):
+        t.add_column(col)
+    for c in plan.candidates:
+        t.add_row(c.node, f"{c.accuracy:.3f}", f"{c.with_review:.3f}",
+                  f"{c.visits_per_episode:.2f}", f"{c.reviews_per_episode:.2f}",
+                  ("forced (irreversible)" if c.forced else "yes") if c.node in plan.nodes
+                  else "")
+    console.print(t)
+    reviewed = ", ".join(plan.nodes) or "nothing"
+    console.print(f"baseline success {100 * plan.baseline_success:.1f}% → predicted "
+                  f"{100 * plan.predicted_success:.1f}% reviewing {reviewed} "
+                  f"({plan.expected_reviews_per_episode:.2f} reviews, "
+                  f"{plan.expected_human_minutes_per_episode:.1f} human min per episode)")
+    for b, nodes, succ, rev in plan.frontier:
+        console.print(f"  budget {b}: {', '.join(nodes) or '–'} → {100 * succ:.1f}% "
+                      f"({rev:.2f} reviews/ep)")
+    if not verify:
+        return
+    from trialrun.policy_runs import policy_variants
+
+    variants = policy_variants(loaded, ["nodes:" + "+".join(plan.nodes)])
+    summary = _execute(store, variants, [f"place {run_id}"], None,
+                       RunOptions(seeds=seeds), progress, console)
+    from trialrun.analysis.summary import summarize
+
+    s = summarize(load_run(store, summary.run_id), deep=False)
+    inside = s.success.lo <= plan.predicted_success <= s.success.hi
+    console.print(f"verify run {summary.run_id}: observed {100 * s.success.rate:.1f}% "
+                  f"[{100 * s.success.lo:.1f}, {100 * s.success.hi:.1f}] vs predicted "
+                  f"{100 * plan.predicted_success:.1f}%: "
+                  + ("[green]inside the CI[/]" if inside else "[red]outside the CI[/]"))
 
 
 @app.command()

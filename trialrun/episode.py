@@ -205,6 +205,7 @@ async def _loop(plan, key, task, world, call, agent, human, agent_label) -> Epis
                     if action in ("retry", "abort"):
                         step = Step(index=index, node=node, decision=decision, checkpoint=event,
                                     help_needed=bool(verdict and verdict.help_needed),
+                                    irreversible=irreversible,
                                     state_digest=await call(world.digest),
                                     sim_time=world.clock.now,
                                     wall_us=int((time.perf_counter() - ts) * 1e6))
@@ -250,7 +251,8 @@ async def _loop(plan, key, task, world, call, agent, human, agent_label) -> Epis
 
             step = Step(index=index, node=node, decision=decision, result=result, checkpoint=event,
                         help_needed=bool(verdict and verdict.help_needed),
-                        state_digest=await call(world.digest), sim_time=world.clock.now)
+                        irreversible=irreversible, state_digest=await call(world.digest),
+                        sim_time=world.clock.now)
             grades = _grade_step(plan, node, decision, verdict, result, task, world)
             if result is not None and not result.ok and result.fault == "agent":
                 # A call the world rejects (bad arguments, against the rules) is the agent's error.

@@ -25,7 +25,8 @@ def render_summary(s: RunSummary, console: Console | None = None) -> None:
     console = console or Console()
     head = Table.grid(padding=(0, 2))
     head.add_row("run", s.run_id)
-    head.add_row("episodes", f"{s.episodes}  ({', '.join(f'{k} {v}' for k, v in sorted(s.end_reasons.items()))})")
+    reasons = ", ".join(f"{k} {v}" for k, v in sorted(s.end_reasons.items()))
+    head.add_row("episodes", f"{s.episodes}  ({reasons})")
     head.add_row("success", Text(_p(s.success), style="bold"))
     if s.errors:
         head.add_row("infra errors", Text(f"{s.errors} episode(s) not scored (see trialrun show)",
@@ -92,6 +93,11 @@ def render_summary(s: RunSummary, console: Console | None = None) -> None:
     esc.add_row("human time", f"{e.human_seconds / 60:.1f} min")
     console.print(Panel(esc, title="escalation and checkpoints", expand=False))
 
+    if s.reliability is not None:
+        render_reliability(s, console)
+    if s.policies:
+        render_policies(s, console)
+
     t = Table(title="cost and latency", title_justify="left")
     for col in ("measure", "P50", "P90", "P99"):
         t.add_column(col, justify="right" if col != "measure" else "left")
@@ -121,7 +127,8 @@ def render_episode(ep, console: Console | None = None) -> None:
                 res = str(st.result.output)[:60]
         human = ""
         if st.checkpoint and st.checkpoint.reviewed:
-            human = "approved" if st.checkpoint.approved else f"[red]denied → {st.checkpoint.action}[/]"
+            human = ("approved" if st.checkpoint.approved
+                     else f"[red]denied → {st.checkpoint.action}[/]")
         if st.decision.kind == "ask_human":
             human = "[cyan]asked[/]" + (" (needed)" if st.help_needed else " (not needed)")
         failed = [g for g in st.grades if not g.passed]
@@ -133,3 +140,80 @@ def render_episode(ep, console: Console | None = None) -> None:
         console.print(Group(*[Text(f"{'✓' if g.passed else '✗'} {g.grader}: {g.reason}",
                                    style="green" if g.passed else "red")
                               for g in ep.outcome_grades]))
+
+
+def render_reliability(s: RunSummary, console: Console) -> None:
+    r = s.reliability
+    lines = []
+    ind = r.independence
+    if ind is not None and ind.lift.estimate is not None:
+        ci = (f" [{ind.lift.lo:.2f}, {ind.lift.hi:.2f}]" if ind.lift.lo is not None
+              and ind.lift.hi is not None else "")
+        meaning = ("errors cluster in the same episodes: they propagate or share a cause"
+                   if ind.correlated and ind.lift.estimate > 1 else
+                   "errors spread across episodes" if ind.correlated else
+                   "consistent with independent errors")
+        lines.append(f"independence: all-nodes-ok observed {100 * ind.observed:.1f}% vs "
+                     f"{100 * ind.predicted:.1f}% predicted, lift {ind.lift.estimate:.2f}{ci} "
+                     f"(95% CI, resampling {ind.clustered_by}s): {meaning}")
+    if r.blame:
+        lines.append("share of blame (−ln success, clean prefix): " + ", ".join(
+            f"{k} {100 * v:.0f}%" for k, v in r.blame.items()))
+    if r.propagation and r.propagation.strongest:
+        lines.extend("propagation: " + x for x in r.propagation.strongest)
+    if r.markov is not None:
+        lines.append(f"workflow as a Markov chain from {r.markov.start}: P(success) "
+                     f"{100 * r.markov.p_success:.1f}%, {r.markov.total_steps:.1f} expected steps")
+    for h in (r.horizon_steps, r.horizon_time):
+        if h is None:
+            continue
+        if h.exponential_t50 is None:
+            lines.append(f"horizon ({h.unit}): {h.note}")
+            continue
+        txt = (f"horizon ({h.unit}, to the first error): constant hazard T50 "
+               f"{h.exponential_t50:.1f}, T80 {h.exponential_t80:.1f}")
+        if h.weibull_k is not None:
+            trend = "hazard falls" if h.weibull_k < 1 else "hazard rises"
+            txt += (f"; Weibull k {h.weibull_k:.2f} ({trend} with time), "
+                    f"T50 {h.weibull_t50:.1f}, T80 {h.weibull_t80:.1f}")
+        lines.append(txt)
+    if r.trials is not None:
+        t = r.trials
+        lines.append(f"repeated trials (k={t.k}, 95% CI over tasks): pass@k "
+                     f"{t.pass_at_k.estimate:.3f} [{t.pass_at_k.lo:.3f}, {t.pass_at_k.hi:.3f}], "
+                     f"pass^k {t.pass_hat_k.estimate:.3f} [{t.pass_hat_k.lo:.3f}, "
+                     f"{t.pass_hat_k.hi:.3f}], worst-of-k {t.worst_of_k:.3f}, best-of-k "
+                     f"{t.best_of_k:.3f}")
+    if lines:
+        console.print(Panel("\n".join(lines), title="compounding errors", expand=False))
+    e = r.escalation
+    if e.tp + e.fp + e.fn:
+        def f(x: float | None) -> str:
+            return "–" if x is None else f"{x:.2f}"
+
+        body = [e.verdict,
+                f"precision {f(e.precision)}  recall {f(e.recall)}  Ask-F1 {f(e.f1)}  "
+                f"over-escalation {f(e.over_escalation)}  under-escalation "
+                f"{f(e.under_escalation)}",
+                f"cost (ask {e.cost_per_ask:g}, unasked error {e.cost_per_error:g}): agent "
+                f"{e.cost_agent:g}, never-ask {e.cost_never_ask:g}, always-ask "
+                f"{e.cost_always_ask:g}, oracle {e.cost_oracle:g}; regret {f(e.regret)}"]
+        if e.aurc is not None:
+            body.append(f"confidence: AURC {e.aurc:.3f}, excess {e.e_aurc:.3f} "
+                        "(0 = confidence ranks right decisions first perfectly)")
+        console.print(Panel("\n".join(body), title="escalation: does it ask at the right "
+                            "moments?", expand=False))
+
+
+def render_policies(s: RunSummary, console: Console) -> None:
+    t = Table(title="checkpoint policies (same seeds)", title_justify="left")
+    for col in ("policy", "success (95% CI)", "reviews/ep", "human min/ep", "aborted",
+                "frontier"):
+        t.add_column(col)
+    for p in s.policies:
+        succ = "–" if p.success is None else (f"{100 * p.success:.1f}% [{100 * p.success_lo:.1f}"
+                                              f", {100 * p.success_hi:.1f}]")
+        t.add_row(p.policy, succ, f"{p.reviews_per_episode:.2f}",
+                  f"{p.human_minutes_per_episode:.2f}", str(p.aborted),
+                  "★" if p.on_frontier else "")
+    console.print(t)

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 import uuid
-from collections.abc import Iterable, Iterator
 from datetime import UTC, datetime
 from typing import Any
 
@@ -80,6 +79,7 @@ class StepRow(SQLModel, table=True):
     tool: str | None = None
     passed: bool | None = None  # trusted node verdict; None when nothing graded the step
     help_needed: bool = False
+    irreversible: bool = False
     reviewed: bool = False
     approved: bool | None = None
     confidence: float | None = None
@@ -223,23 +223,13 @@ class Store:
             cost=row.cost, tokens=row.tokens, error=row.error, attempts=row.attempts,
             ambiguous=row.ambiguous, user_fault=row.user_fault, final_digest=row.final_digest)
 
-    def step_table(self, run_id: str) -> Iterator[tuple]:
-        """(episode_id, idx, node, kind, passed, help_needed, reviewed, approved, confidence,
-        sim_time, wall_us) for every step of a run, in episode and step order: the analysis'
-        raw material, read without building ORM objects."""
-        sql = text(
-            "SELECT s.episode_id, s.idx, s.node, s.kind, s.passed, s.help_needed, s.reviewed, "
-            "s.approved, s.confidence, s.sim_time, s.wall_us FROM step s JOIN episode e "
-            "ON e.id = s.episode_id WHERE e.run_id = :r ORDER BY s.episode_id, s.idx")
-        with self.engine.connect() as c:
-            yield from c.execute(sql, {"r": run_id})
-
 
 def _step_row(ep_id: str, st: Step) -> dict[str, Any]:
     cp = st.checkpoint
     return {
         "episode_id": ep_id, "idx": st.index, "node": st.node, "kind": st.decision.kind,
         "tool": st.decision.tool, "passed": st.passed, "help_needed": st.help_needed,
+        "irreversible": st.irreversible,
         "reviewed": bool(cp and cp.reviewed), "approved": cp.approved if cp else None,
         "confidence": st.decision.confidence, "sim_time": st.sim_time, "wall_us": st.wall_us,
         "digest": st.state_digest, "decision": _dump(st.decision), "result": _dump(st.result),
@@ -256,8 +246,8 @@ def _step_from_row(x: StepRow) -> Step:
         result=ToolResult.model_validate_json(x.result) if x.result else None,
         checkpoint=CheckpointEvent.model_validate_json(x.checkpoint) if x.checkpoint else None,
         grades=[Grade.model_validate(g) for g in json.loads(x.grades)],
-        help_needed=x.help_needed, state_digest=x.digest, sim_time=x.sim_time,
-        wall_us=x.wall_us)
+        help_needed=x.help_needed, irreversible=x.irreversible, state_digest=x.digest,
+        sim_time=x.sim_time, wall_us=x.wall_us)
 
 
 def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
@@ -268,14 +258,3 @@ def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
     cur.execute("PRAGMA synchronous=NORMAL")
     cur.execute("PRAGMA foreign_keys=ON")
     cur.close()
-
-
-def chunks(items: Iterable[Any], n: int) -> Iterator[list[Any]]:
-    buf: list[Any] = []
-    for x in items:
-        buf.append(x)
-        if len(buf) == n:
-            yield buf
-            buf = []
-    if buf:
-        yield buf

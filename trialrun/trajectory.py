@@ -121,6 +121,7 @@ class Step(BaseModel):
     # Ground truth for escalation analysis: did this step need a human (blocked, ambiguous,
     # about to be wrong, or irreversible and risky)?
     help_needed: bool = False
+    irreversible: bool = False  # the decision's effect cannot be undone
     state_digest: str = ""
     sim_time: float = 0.0  # simulated seconds since the episode began, after this step
     wall_us: int = 0

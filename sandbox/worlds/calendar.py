@@ -651,6 +651,9 @@ class CalendarWorld(World):
             text = d.text or ""
             if "?" in text or self.req.type != "lookup":
                 return Verdict(correct=True, reason="message to the owner")
+            if not self.clarified:  # the answer is the lookup's action: guessing is acting
+                return Verdict(correct=False, help_needed=True, reason="answered an ambiguous "
+                               f"question ({', '.join(self.ambiguous_mentions)}) without asking")
             ok = self._facts_stated(target, [text])
             return Verdict(correct=ok, reason="answers the question" if ok else
                            f"the answer should say {self.describe('event', target[0])}")

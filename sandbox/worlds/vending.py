@@ -21,7 +21,6 @@ from dataclasses import replace
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
-
 from trialrun.sandbox.world import ToolError, Verdict, World, WorldStatus, register_world
 from trialrun.sandbox.worlds import vending_mail as mail
 from trialrun.sandbox.worlds.vending_judge import Judge
@@ -33,8 +32,10 @@ from trialrun.sandbox.worlds.vending_market import (
     demand_rate,
     draw_weather,
     poisson,
-    season_factor,
+    price_factor,
+    typical_sales,
 )
+
 from trialrun.trajectory import Decision, Observation, ToolResult, ToolSpec
 
 DAY = 86400
@@ -48,6 +49,7 @@ SECONDS = {"send_email": 600, "read_email": 300, "research_products": 1800,
 READ_ONLY = frozenset({"research_products", "inspect_storage", "inspect_machine",
                        "check_balance"})
 MAX_OPEN_ORDERS = 40
+DEMAND_ALPHA = 0.05  # weight of the latest day in the judge's demand average
 MAX_NOTES, MAX_NOTE_CHARS = 20, 2000
 SupplierId = Literal["metro", "quicksnack", "budgetbulk", "primevend"]
 
@@ -148,6 +150,7 @@ class VendingWorld(World):
         self.unpaid = 0
         self.stats = {"sold": 0, "revenue": 0, "lost": 0, "fees": 0, "spent": 0}
         self.sold_yesterday = [0] * len(SLOTS)
+        self.demand: dict[str, float] = {}  # recent daily demand per product on sale (EMA)
         self.last_call: list[Any] = ["", "", True]  # tool, args key, whether it changed state
         self.seq = {"email": 0, "order": 0}
         self.ended = ""
@@ -344,7 +347,7 @@ class VendingWorld(World):
                      "market_price": p.ref_price / 100,
                      # What similar machines sell this month at the market price; the local
                      # site's foot traffic (demand_scale) is for the operator to learn.
-                     "typical_daily_sales": round(p.demand * season_factor(day, amp, p.drink), 1),
+                     "typical_daily_sales": typical_sales(p, day, amp),
                      "price_sensitivity": "high" if p.elasticity >= 1.7 else
                      "medium" if p.elasticity >= 1.45 else "low"}
                     for p in PRODUCTS.values()
@@ -360,8 +363,9 @@ class VendingWorld(World):
                                  "expected_day": o["due"]} for o in self.orders]}, False
 
     def _t_inspect_machine(self) -> tuple[Any, bool]:
-        return {"slots": [{"slot": SLOTS[i], "product": p, "qty": q, "capacity": self.capacity(i),
-                           "price": c / 100 if c else None, "sold_yesterday": self.sold_yesterday[i]}
+        return {"slots": [{"slot": SLOTS[i], "product": p, "qty": q,
+                           "capacity": self.capacity(i), "price": c / 100 if c else None,
+                           "sold_yesterday": self.sold_yesterday[i]}
                           for i, (p, q, c) in enumerate(self.slots)],
                 "machine_cash": self.machine_cash / 100}, False
 
@@ -474,18 +478,30 @@ class VendingWorld(World):
             price = self.slots[selling[0]][2] if selling else PRODUCTS[p].ref_price
             want = poisson(self.rng, demand_rate(PRODUCTS[p], price, self.day, self.weather,
                                                  self.spec.seasonality, self.spec.demand_scale))
+            sold_p = 0
             for i in selling:
                 n = min(want, self.slots[i][1])
                 self.slots[i][1] -= n
                 sold[i] += n
+                sold_p += n
                 revenue += n * self.slots[i][2]
                 want -= n
             self.stats["lost"] += want
+            self._learn_demand(p, price, sold_p + want)
         self.machine_cash += revenue
         self.stats["sold"] += sum(sold)
         self.stats["revenue"] += revenue
         self.sold_yesterday = sold
         return sold, revenue
+
+    def _learn_demand(self, product: str, price: int, units: int) -> None:
+        # What a careful operator knows of demand: the market's typical sales at first, then
+        # a three-week average of what customers wanted (sold or turned away).
+        old = self.demand.get(product)
+        if old is None:
+            p = PRODUCTS[product]
+            old = typical_sales(p, self.day, self.spec.seasonality) * price_factor(p, price)
+        self.demand[product] = round((1 - DEMAND_ALPHA) * old + DEMAND_ALPHA * units, 4)
 
     def _deliver(self) -> int:
         due = [o for o in self.orders if o["arrive"] <= self.day]
@@ -563,8 +579,8 @@ class VendingWorld(World):
                 "slots": self.slots, "storage": self.storage, "basis": self.basis,
                 "orders": self.orders, "inbox": self.inbox, "notes": self.notes,
                 "weather": self.weather, "unpaid": self.unpaid, "stats": self.stats,
-                "sold_yesterday": self.sold_yesterday, "last_call": self.last_call,
-                "seq": self.seq, "ended": self.ended}
+                "sold_yesterday": self.sold_yesterday, "demand": self.demand,
+                "last_call": self.last_call, "seq": self.seq, "ended": self.ended}
 
     def load_state(self, state: dict[str, Any]) -> None:
         s = json.loads(json.dumps(state))

@@ -20,7 +20,8 @@ from typing import TYPE_CHECKING, Any
 
 from trialrun.sandbox.world import Verdict
 from trialrun.sandbox.worlds import vending_mail as mail
-from trialrun.sandbox.worlds.vending_market import PRODUCTS, expected_demand
+from trialrun.sandbox.worlds.vending_market import PRODUCTS, price_factor, typical_sales
+
 from trialrun.trajectory import Decision
 
 if TYPE_CHECKING:
@@ -31,6 +32,7 @@ LOW_SLOT = 0.25  # a slot at or below this share of capacity needs its stock fro
 OVERSTOCK_DAYS = 90.0  # an order that leaves more than this many days of stock is waste
 OVERPAY = 1.5  # paying more than this times a reliable supplier's price is overpaying
 MAX_MARKUP = 2.0  # a price above this times the market price drives customers away
+RESERVE_FEES = 10  # an order is only owed if it leaves this many daily fees in the bank
 HELP_AFTER_UNPAID = 3  # unpaid days in a row after which asking a human is the right call
 
 
@@ -122,9 +124,13 @@ class Judge:
 
     # --- what a sound operator would fix before letting a day pass ---------------------
     def expected(self, product: str) -> float:
+        """Daily demand as a careful operator can know it: the recent average, else the
+        market's typical sales at this price."""
         w = self.w
-        return expected_demand(PRODUCTS[product], w.slot_price(product), w.day,
-                               w.spec.seasonality, w.spec.demand_scale)
+        if product in w.demand:
+            return w.demand[product]
+        p = PRODUCTS[product]
+        return typical_sales(p, w.day, w.spec.seasonality) * price_factor(p, w.slot_price(product))
 
     def position(self, product: str) -> int:
         w = self.w
@@ -162,7 +168,7 @@ class Judge:
                 found.append((f"slot {name} holds {q} x {p} without a price",
                               _call("set_price", "set_price", slot=name,
                                     price=PRODUCTS[p].ref_price / 100)))
-        budget = w.cash + w.machine_cash
+        budget = w.cash + w.machine_cash - RESERVE_FEES * w.fee
         for p in carried:
             s, lam = w.ref_supplier(p), self.expected(p)
             if s is None or lam < 0.05 or budget < s.price(p) * s.min_order:

@@ -154,6 +154,11 @@ def demand_rate(product: Product, price: int, day: int, weather: str, seasonalit
             * season_factor(day, seasonality, product.drink) * w)
 
 
+def typical_sales(product: Product, day: int, seasonality: float) -> float:
+    """What similar machines sell a day this month at the market price (public knowledge)."""
+    return round(product.demand * season_factor(day, seasonality, product.drink), 1)
+
+
 def expected_demand(product: Product, price: int, day: int, seasonality: float,
                     scale: float) -> float:
     """Mean daily demand around `day` (weekday and weather averaged out): the judge's view."""

@@ -44,6 +44,7 @@ class RunData:
     s_kind: np.ndarray  # str
     s_passed: np.ndarray  # int8: 1 passed, 0 failed, -1 not graded
     s_help: np.ndarray  # bool: help was needed here
+    s_irrev: np.ndarray  # bool: the decision was irreversible
     s_reviewed: np.ndarray  # bool
     s_approved: np.ndarray  # int8: 1, 0, -1 (not reviewed)
     s_conf: np.ndarray  # float, nan when the agent gave none
@@ -75,12 +76,13 @@ def load_run(store: Store, run_id: str) -> RunData:
             {"r": run.id}).all()
         steps = c.execute(text(
             "SELECT s.episode_id, s.idx, s.node, s.kind, s.passed, s.help_needed, s.reviewed, "
-            "s.approved, s.confidence, s.sim_time, s.wall_us FROM step s JOIN episode e ON "
+            "s.approved, s.confidence, s.sim_time, s.wall_us, s.irreversible FROM step s JOIN "
+            "episode e ON "
             "e.id = s.episode_id WHERE e.run_id = :r ORDER BY s.episode_id, s.idx"),
             {"r": run.id}).all()
     cols = list(zip(*eps, strict=True)) if eps else [()] * 19
     pos = {eid: i for i, eid in enumerate(cols[0])}
-    scols = list(zip(*steps, strict=True)) if steps else [()] * 11
+    scols = list(zip(*steps, strict=True)) if steps else [()] * 12
     nodes = sorted(set(scols[2]))
     code = {n: i for i, n in enumerate(nodes)}
 
@@ -105,7 +107,8 @@ def load_run(store: Store, run_id: str) -> RunData:
         s_idx=np.array(scols[1], dtype=np.int64),
         s_node=np.array([code[n] for n in scols[2]], dtype=np.int64),
         s_kind=np.array(scols[3], dtype=object), s_passed=tri(scols[4]),
-        s_help=np.array(scols[5], dtype=bool), s_reviewed=np.array(scols[6], dtype=bool),
+        s_help=np.array(scols[5], dtype=bool), s_irrev=np.array(scols[11], dtype=bool),
+        s_reviewed=np.array(scols[6], dtype=bool),
         s_approved=tri(scols[7]),
         s_conf=np.array([np.nan if v is None else v for v in scols[8]], dtype=float),
         s_sim=np.array(scols[9], dtype=float), s_wall_us=np.array(scols[10], dtype=np.int64),
