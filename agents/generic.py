@@ -18,6 +18,7 @@ wrapper's own questions.
 
 from __future__ import annotations
 
+import functools
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
@@ -41,8 +42,12 @@ class WrapperParams(BaseModel):
 
 
 def infer_base(tools: list[ToolSpec]) -> str:
-    """The built-in scripted agent for the world that offers exactly these tools."""
-    names = {t.name for t in tools}
+    """The built-in scripted agent for the world that offers these tools."""
+    return _infer_base(frozenset(t.name for t in tools))
+
+
+@functools.cache  # per tool set: resolving every known world on each episode start is slow
+def _infer_base(names: frozenset[str]) -> str:
     for world in known_worlds():
         try:
             offered = world_class(world).tool_names({})

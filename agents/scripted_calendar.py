@@ -18,14 +18,11 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from trialrun.agents.base import Agent, AgentContext, Feedback
 from trialrun.agents.registry import register_agent
+from trialrun.sandbox.worlds.calendar import MENTION_KIND, SEARCH_TOOL, shift, spoken
 from trialrun.trajectory import Decision, Observation
 
 NODES = ("search", "clarify", "act", "invite", "reply", "finish")
 ERROR_NODES = ("search", "act", "invite", "reply")
-MENTION_KIND = {"move": "event", "cancel": "event", "lookup": "event", "schedule": "person",
-                "email": "person", "reply": "email"}
-SEARCH_TOOL = {"event": "search_events", "person": "search_people", "email": "search_email"}
-ID_KEY = {"event": "event_id", "person": "person_id", "email": "email_id"}
 
 
 class CalendarAgentParams(BaseModel):
@@ -160,8 +157,8 @@ class ScriptedCalendarAgent(Agent):
             self.phase = "reply"
             return self._reply()
         if kind == "move":
-            start = _later(r["start"]) if erred else r["start"]
-            self.report = f"Moved {first['title']} to {r['start']}."
+            start = shift(r["start"], 60) if erred else r["start"]
+            self.report = f"Moved {first['title']} to {_when(r['start'])}."
             return self._call("act", "move_event", erred, event_id=first["event_id"],
                               start=start)
         if kind == "cancel":
@@ -171,8 +168,8 @@ class ScriptedCalendarAgent(Agent):
         if kind == "schedule":
             staff = [p["person_id"] for p in self.chosen if not p["executive"]]
             self.execs = [p["person_id"] for p in self.chosen if p["executive"]]
-            start = _later(r["start"]) if erred else r["start"]
-            self.report = f"Scheduled {r['title']} at {r['start']} with " + \
+            start = shift(r["start"], 60) if erred else r["start"]
+            self.report = f"Scheduled {r['title']} on {_when(r['start'])} with " + \
                 ", ".join(p["name"] for p in self.chosen) + "."
             return self._call("act", "create_event", erred, title=r["title"], start=start,
                               minutes=r["minutes"], attendees=staff)
@@ -192,7 +189,7 @@ class ScriptedCalendarAgent(Agent):
         text = self.report or "Done."
         if self.req["type"] == "lookup" and self.chosen:
             e = self.chosen[0]
-            time = _later(e["start"])[11:16] if erred else e["time"]
+            time = spoken(shift(e["start"], 60))[1] if erred else e["time"]
             text = f"Your {e['title']} is on {e['day']} at {time}."
         self.report = text
         return Decision(kind="message", node="reply", text=text,
@@ -238,7 +235,5 @@ class ScriptedCalendarAgent(Agent):
             self.phase = "reply"
 
 
-def _later(iso: str, minutes: int = 60) -> str:
-    """An ISO time an hour later (the agent's wrong-time error)."""
-    hour = int(iso[11:13]) + minutes // 60
-    return f"{iso[:11]}{hour:02d}{iso[13:16]}"
+def _when(iso: str) -> str:
+    return " at ".join(spoken(iso))

@@ -13,9 +13,9 @@ import re
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
+
 from trialrun.agents.base import Agent, AgentContext, Feedback
 from trialrun.agents.registry import register_agent
-
 from trialrun.trajectory import Decision, Observation
 
 NODES = ("verify_identity", "lookup_order", "lookup_product", "clarify", "resolve", "reply",

@@ -18,9 +18,9 @@ import math
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
+
 from trialrun.agents.base import Agent, AgentContext, Feedback
 from trialrun.agents.registry import register_agent
-
 from trialrun.trajectory import Decision, Observation
 
 NODES = ("plan_day", "check_email", "order_stock", "restock", "set_price", "collect_cash",
@@ -35,7 +35,7 @@ class VendingAgentParams(BaseModel):
 
     failure: Literal["none", "forget_orders", "misread_deliveries", "loop"] = "none"
     failure_day: int = Field(120, ge=0, description="first simulated day of the failure")
-    safety_days: float = Field(6.0, ge=0, description="reorder at lead time + this much cover")
+    safety_days: float = Field(5.0, ge=0, description="reorder at lead time + this much cover")
     order_days: float = Field(10.0, gt=0, description="days of sales one order adds")
     restock_below: float = Field(0.5, gt=0, le=1, description="restock a slot below this fill")
     collect_above: float = Field(30.0, ge=0, description="collect once the machine holds this")

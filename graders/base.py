@@ -12,8 +12,8 @@ from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
 from pydantic import BaseModel, ConfigDict
-from trialrun.sandbox.world import Verdict
 
+from trialrun.sandbox.world import Verdict
 from trialrun.trajectory import Decision, Grade, ToolResult, Trust
 
 

@@ -5,6 +5,8 @@ from __future__ import annotations
 from typing import Any
 
 from pydantic import Field, field_validator
+
+from trialrun.expr import Expr, ExprEvalError, compile_expr
 from trialrun.graders.base import (
     Grader,
     GraderOptions,
@@ -12,8 +14,6 @@ from trialrun.graders.base import (
     StepContext,
     register_grader,
 )
-
-from trialrun.expr import Expr, ExprEvalError, compile_expr
 from trialrun.trajectory import Grade
 
 

@@ -169,21 +169,34 @@ def _ulimits():
 # --- live containers, removed on exit --------------------------------------------------
 _live: dict[str, str] = {}  # container id -> name
 _live_lock = threading.Lock()
-_handlers_installed = False
+_atexit_installed = False
+_signals_installed = False
 
 
 def _track(cid: str, name: str) -> None:
-    global _handlers_installed
     with _live_lock:
         _live[cid] = name
-        if _handlers_installed:
+    install_cleanup_handlers()
+
+
+def install_cleanup_handlers() -> None:
+    """Remove live containers at exit and on SIGTERM/SIGHUP.
+
+    Idempotent. Signal handlers can only be set from the main thread: a runner that opens
+    sandboxes in worker threads calls this once from the main thread (importing this module
+    there does it too). A handler someone else set is left alone.
+    """
+    global _atexit_installed, _signals_installed
+    with _live_lock:
+        if not _atexit_installed:
+            _atexit_installed = True
+            atexit.register(remove_all_live)
+        if _signals_installed or threading.current_thread() is not threading.main_thread():
             return
-        _handlers_installed = True
-    atexit.register(remove_all_live)
-    if threading.current_thread() is threading.main_thread():
-        for sig in (signal.SIGTERM, signal.SIGHUP):
-            if signal.getsignal(sig) in (signal.SIG_DFL, None):
-                signal.signal(sig, _on_signal)
+        _signals_installed = True
+    for sig in (signal.SIGTERM, signal.SIGHUP):
+        if signal.getsignal(sig) in (signal.SIG_DFL, None):
+            signal.signal(sig, _on_signal)
 
 
 def _untrack(cid: str) -> None:
@@ -541,7 +554,7 @@ class DockerSandbox(Sandbox):
 
     def reset(self) -> bool:
         """Make the container as new for another episode; False if that cannot be assured."""
-        if self.dirty or self.closed:
+        if self.dirty:
             return False
         self.kill_all()
         script = (f"find {WORKSPACE} /tmp /dev/shm -mindepth 1 -delete 2>/dev/null; "
@@ -651,3 +664,6 @@ def _host_cgroup_files(pid: int, pids_limit: int) -> dict[str, str] | None:
     except OSError:
         return None
     return files
+
+
+install_cleanup_handlers()

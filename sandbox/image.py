@@ -58,6 +58,7 @@ def default_image() -> str:
 
 def image_exists(name: str) -> bool:
     import docker.errors
+
     from trialrun.sandbox.docker_backend import client
 
     try:
@@ -152,6 +153,7 @@ def _finish_rootfs(root: Path) -> None:
 
 def _build_dockerfile(context: Path, tag: str, log: Log, dockerfile: str = "Dockerfile") -> None:
     import docker.errors
+
     from trialrun.sandbox.docker_backend import client
 
     log(f"docker build {context} -t {tag}")

@@ -18,7 +18,7 @@ import uuid
 from collections import deque
 
 from trialrun.sandbox.backend import SandboxFault, SandboxSpec
-from trialrun.sandbox.docker_backend import EXPIRY_GRACE_S, DockerSandbox
+from trialrun.sandbox.docker_backend import EXPIRY_GRACE_S, DockerSandbox, container_name
 
 IDLE_TTL_S = 3600.0  # how long a warm container may wait in the pool
 _WORKERS = 2  # threads that start and reset containers in the background
@@ -30,7 +30,17 @@ def pool_key(spec: SandboxSpec, image: str, run: str) -> str:
     return hashlib.sha256(blob.encode()).hexdigest()[:16]
 
 
+_STOP = object()  # tells a worker to exit
+
+
 class Pool:
+    """Up to `size` containers cycle: idle -> handed out -> reset -> idle.
+
+    The pool starts containers so that idle + being started/reset + handed out reaches
+    `size`; when more episodes run at once than that, extras start cold and join the pool
+    on their release if it has room.
+    """
+
     def __init__(self, spec: SandboxSpec, image: str, size: int, run_labels: dict[str, str]):
         # The pool's containers do no setup: files and setup commands are per episode.
         self.spec = spec.model_copy(update={"setup": [], "files": {}})
@@ -40,8 +50,9 @@ class Pool:
         self.lifetime = IDLE_TTL_S + spec.limits.episode_timeout_s + EXPIRY_GRACE_S
         self.idle: deque[DockerSandbox] = deque()
         self.pending = 0  # containers being started or reset
+        self.out = 0  # containers handed out to episodes
         self.cv = threading.Condition()
-        self.jobs: queue.Queue[DockerSandbox | None] = queue.Queue()
+        self.jobs: queue.Queue = queue.Queue()  # None: start one; a box: reset it; _STOP
         self.stopped = False
         self.errors: list[str] = []
         self.workers = [
@@ -50,7 +61,8 @@ class Pool:
         ]
         for w in self.workers:
             w.start()
-        self._top_up()
+        with self.cv:
+            self._top_up_locked()
 
     # --- handing out and taking back -----------------------------------------------
     def acquire(self, labels: dict[str, str] | None) -> DockerSandbox:
@@ -64,51 +76,54 @@ class Pool:
                     break
                 self.pending += 1
                 self.jobs.put(cand)  # too close to expiry: the worker removes it
+            self.out += 1
             self._top_up_locked()
-        if box is None:  # pool empty: start one now (the cold path)
-            box = self._new()
-        else:
-            try:
-                from trialrun.sandbox.docker_backend import container_name
-
-                box.rename(container_name(labels))
-            except Exception:  # noqa: BLE001 - the name is cosmetic; the labels hold the run
-                pass
+        name = container_name(labels)
+        try:
+            if box is None:  # nothing warm: start one now (the cold path)
+                box = self._new(name)
+            else:
+                try:
+                    box.rename(name)
+                except Exception:  # noqa: BLE001 - the name is cosmetic; labels hold the run
+                    pass
+        except BaseException:
+            with self.cv:
+                self.out -= 1
+            raise
         box.closed = False
         box.begin_episode(labels)
         return box
 
     def release(self, box: DockerSandbox) -> bool:
-        """Take a closed sandbox back; the worker resets it. False: the caller removes it."""
+        """Take a closed sandbox back to reset it; False: the caller removes it."""
         with self.cv:
+            self.out -= 1
             if self.stopped or box.dirty:
+                self._top_up_locked()
                 return False
             self.pending += 1
-        self.jobs.put(box)
+            self.jobs.put(box)
         return True
 
     # --- background work -----------------------------------------------------------
-    def _new(self) -> DockerSandbox:
+    def _new(self, name: str | None = None) -> DockerSandbox:
         box = DockerSandbox(
             self.spec, self.run_labels, self.image, lifetime=self.lifetime,
-            name=f"trialrun-pool-{uuid.uuid4().hex[:8]}",
+            name=name or f"trialrun-pool-{uuid.uuid4().hex[:8]}",
         )
         box.pool = self
         return box
 
-    def _top_up(self) -> None:
-        with self.cv:
-            self._top_up_locked()
-
     def _top_up_locked(self) -> None:
-        missing = self.size - len(self.idle) - self.pending
-        for _ in range(max(0, missing)):
+        if self.stopped:
+            return
+        for _ in range(self.size - len(self.idle) - self.pending - self.out):
             self.pending += 1
-            self.jobs.put(None)  # None: start a new container
+            self.jobs.put(None)
 
     def _work(self) -> None:
-        while True:
-            job = self.jobs.get()
+        while (job := self.jobs.get()) is not _STOP:
             box: DockerSandbox | None = None
             if not self.stopped:
                 try:
@@ -124,6 +139,7 @@ class Pool:
                     self.idle.append(box)
                     box = None
                 self._top_up_locked()
+                self.cv.notify_all()
             if box is not None:
                 box.destroy()
 
@@ -138,12 +154,31 @@ class Pool:
             pass
         return box
 
-    def shutdown(self) -> None:
+    def wait_ready(self, n: int | None = None, timeout: float = 60.0) -> bool:
+        """Block until `n` (default: size) containers are idle; False on timeout."""
+        n = self.size if n is None else n
+        deadline = time.monotonic() + timeout
+        with self.cv:
+            while len(self.idle) < n:
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    return False
+                self.cv.wait(left)
+        return True
+
+    def shutdown(self, timeout: float = 30.0) -> None:
+        """Stop the workers (letting each finish its job) and remove idle containers."""
         with self.cv:
             self.stopped = True
             idle, self.idle = list(self.idle), deque()
+        for _ in self.workers:
+            self.jobs.put(_STOP)
         for box in idle:
             box.destroy()
+        deadline = time.monotonic() + timeout
+        for w in self.workers:
+            if w is not threading.current_thread():
+                w.join(max(0.0, deadline - time.monotonic()))
 
 
 _pools: dict[str, Pool] = {}

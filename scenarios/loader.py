@@ -12,10 +12,10 @@ from pathlib import Path
 from typing import Any
 
 from pydantic import BaseModel, ValidationError
-from trialrun.scenarios.schema import GraderSpec, Scenario, TaskSpec
-from trialrun.scenarios.yaml_source import Loc, SourceMap, YamlSyntaxError, load_yaml
 
 from trialrun.expr import ExprError
+from trialrun.scenarios.schema import GraderSpec, Scenario, TaskSpec
+from trialrun.scenarios.yaml_source import Loc, SourceMap, YamlSyntaxError, load_yaml
 
 LIBRARY = Path(__file__).parent / "library"
 

@@ -45,7 +45,8 @@ def test_sigkill_halfway_then_resume_stores_each_episode_once(tmp_path):
         time.sleep(0.2)
         try:
             with store.engine.connect() as c:
-                row = c.execute(text("SELECT run_id, count(*) FROM episode GROUP BY run_id")).first()
+                row = c.execute(text(
+                    "SELECT run_id, count(*) FROM episode GROUP BY run_id")).first()
         except Exception:  # noqa: BLE001 - tables may not exist yet
             continue
         if row and row[1] >= 100:

@@ -12,11 +12,11 @@ from trialrun.analysis.summary import summarize
 def test_error_free_agent_solves_every_retail_task(store):
     paths = [p for p in sorted(RETAIL.glob("*.yaml")) if "never" not in p.name]
     text_override = {"error_rates": {}}
+    import anyio
     import yaml
 
+    from trialrun.runner import run_episodes
     from trialrun.scenarios.loader import load_scenario_source
-    from trialrun.runner import RunOptions, run_episodes
-    import anyio
 
     loaded = []
     for p in paths:

@@ -15,9 +15,9 @@ import time
 import uuid
 
 import pytest
-from trialrun.sandbox.backend import SandboxPathError, SandboxSpec, open_sandbox
 
 from tests.docker_fixtures import docker_engine, sandbox_image, trialrun_containers  # noqa: F401
+from trialrun.sandbox.backend import SandboxPathError, SandboxSpec, open_sandbox
 
 pytestmark = [pytest.mark.docker, pytest.mark.timeout(300)]
 RUN = f"test-{uuid.uuid4().hex[:8]}"

@@ -6,6 +6,7 @@ import time
 
 import pytest
 from pydantic import ValidationError
+
 from trialrun.sandbox.backend import (
     ExecResult,
     SandboxPathError,

@@ -86,7 +86,8 @@ def test_unknown_tool_in_node_map(tmp_path):
 
 def test_unknown_node_in_agent_error_rates(tmp_path):
     errs = errors_for(tmp_path, GOOD.replace(
-        "  type: scripted:retail", "  type: scripted:retail\n  params: {error_rates: {rsolve: 0.1}}"))
+        "  type: scripted:retail",
+        "  type: scripted:retail\n  params: {error_rates: {rsolve: 0.1}}"))
     assert len(errs) == 1 and "agent.params" in errs[0] and "unknown node 'rsolve'" in errs[0]
 
 

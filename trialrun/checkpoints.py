@@ -132,18 +132,23 @@ class OracleHuman(Human):
 
 
 class RecordedHuman(Human):
-    """Plays back recorded answers in order: exact replay of an episode."""
+    """Plays back recorded answers in order (exact replay), then hands over to `then` (a
+    fork goes on with a live human past the recording)."""
 
     kind = "recorded"
 
-    def __init__(self, spec: HumanSpec, answers: list[HumanAnswer]) -> None:
+    def __init__(self, spec: HumanSpec, answers: list[HumanAnswer],
+                 then: Human | None = None) -> None:
         super().__init__(spec)
         self.answers = list(answers)
+        self.then = then
 
     def review(self, decision: Decision, correct: bool | None) -> HumanAnswer:
-        if not self.answers:
+        if self.answers:
+            return self.answers.pop(0)
+        if self.then is None:
             raise RuntimeError("replay diverged: more reviews than the recording holds")
-        return self.answers.pop(0)
+        return self.then.review(decision, correct)
 
 
 def make_human(spec: HumanSpec, rng: random.Random) -> Human:

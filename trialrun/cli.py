@@ -354,6 +354,71 @@ def place(
                   + ("[green]inside the CI[/]" if inside else "[red]outside the CI[/]"))
 
 
+export_app = typer.Typer(help="Export data from a run.", no_args_is_help=True)
+app.add_typer(export_app, name="export")
+
+
+@export_app.command("feedback")
+def export_feedback_cmd(
+    run_id: str,
+    db: DbOption = DEFAULT_DB,
+    out: Annotated[Path | None, typer.Option("-o", "--out", help="JSONL file (default "
+                                             "stdout)")] = None,
+) -> None:
+    """Every approve/deny and ask_human answer with its context, as JSONL for fine-tuning or
+    reward-model training."""
+    from trialrun.feedback import export_feedback
+    from trialrun.store import Store
+
+    store = Store(db)
+    try:
+        if out is None:
+            export_feedback(store, run_id, sys.stdout)
+            return
+        with out.open("w") as f:
+            n = export_feedback(store, run_id, f)
+    except KeyError as e:
+        _err(str(e.args[0]))
+        raise typer.Exit(2) from None
+    _console().print(f"wrote {n} human judgement(s) to {out}")
+
+
+@app.command()
+def attribute(
+    run_id: str,
+    db: DbOption = DEFAULT_DB,
+    limit: Annotated[int | None, typer.Option(min=1, help="at most N failed episodes")] = None,
+) -> None:
+    """Find each failed episode's decisive error by counterfactual replay: the earliest step
+    whose correction (the world's reference decision) turns the failure into a success."""
+    import anyio
+    from rich.progress import Progress
+
+    from trialrun.replay.counterfactual import attribute_run
+    from trialrun.store import Store
+
+    store = Store(db)
+    try:
+        run_id = store.get_run(run_id).id
+    except KeyError as e:
+        _err(str(e.args[0]))
+        raise typer.Exit(2) from None
+    n_failed = sum(1 for e in store.episodes(run_id) if e.success is False)
+    console = _console()
+    with Progress(console=console) as bar:
+        t = bar.add_task("counterfactual replays", total=min(n_failed, limit or n_failed))
+        atts = anyio.run(lambda: attribute_run(store, run_id, limit,
+                                               lambda _: bar.advance(t)))
+    from collections import Counter
+
+    same = sum(a.decisive_step == a.first_error_step for a in atts if a.decisive_step is not None)
+    found = [a for a in atts if a.decisive_step is not None]
+    console.print(f"{len(atts)} failed episode(s): decisive error found in {len(found)}; "
+                  f"it is the first error in {same} of them")
+    for node, c in Counter(a.decisive_node for a in found).most_common():
+        console.print(f"  decisive at {node}: {c}")
+
+
 @app.command()
 def replay(
     episode_id: str,

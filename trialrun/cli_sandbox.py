@@ -83,7 +83,8 @@ def prune(
             continue
         expired = float(lab.get("trialrun.expires", 0)) <= now
         alive = owner_alive(lab.get("trialrun.owner", ""))
-        if all_ or run is not None or expired or alive is False or c.status != "running":
+        # A live run's containers stay (also while "created": it is starting them).
+        if all_ or run is not None or expired or alive is False:
             if not dry_run:
                 remove_container(c.id)
             typer.echo(f"{'would remove' if dry_run else 'removed'} {c.name}")

@@ -101,8 +101,12 @@ async def run_episode(
     agent: Agent | None = None,
     human: Human | None = None,
     agent_label: str | None = None,
+    correct_at: int | None = None,
 ) -> EpisodeResult:
-    """Run one episode; infrastructure faults raise InfraError (the runner retries)."""
+    """Run one episode; infrastructure faults raise InfraError (the runner retries).
+
+    `correct_at=k` replaces the agent's decision at step k by the world's reference decision
+    (counterfactual replay: would fixing this step have saved the episode?)."""
     sc = plan.loaded.scenario
     task = plan.tasks[key.task]
     world = plan.world_cls(sc.world.options, task, key.seed)
@@ -112,7 +116,7 @@ async def run_episode(
         return await anyio.to_thread.run_sync(fn, *args) if blocking else fn(*args)
 
     try:
-        return await _loop(plan, key, task, world, call, agent, human, agent_label)
+        return await _loop(plan, key, task, world, call, agent, human, agent_label, correct_at)
     finally:
         try:
             await call(world.close)
@@ -120,7 +124,8 @@ async def run_episode(
             pass
 
 
-async def _loop(plan, key, task, world, call, agent, human, agent_label) -> EpisodeResult:
+async def _loop(plan, key, task, world, call, agent, human, agent_label,
+                correct_at) -> EpisodeResult:
     sc = plan.loaded.scenario
     budgets = sc.budgets
     t0 = time.perf_counter()
@@ -166,6 +171,8 @@ async def _loop(plan, key, task, world, call, agent, human, agent_label) -> Epis
                 raise InfraError(f"agent: {e}") from e
             if not isinstance(decision, Decision):
                 raise InfraError(f"agent returned {type(decision).__name__}, not a Decision")
+            if index == correct_at:
+                decision = await call(world.reference_decision, decision) or decision
             node = decision.node or sc.node_map.get(decision.tool or "", decision.tool or "unknown")
             if decision.node != node:
                 decision = decision.model_copy(update={"node": node})

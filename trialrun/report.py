@@ -81,6 +81,12 @@ def render_summary(s: RunSummary, console: Console | None = None) -> None:
             lines.append(f"no graded error: {s.failed_without_graded_error}")
         if s.user_fault_failures:
             lines.append(f"caused by the simulated user, not the agent: {s.user_fault_failures}")
+        de = s.decisive_errors
+        if de is not None:
+            lines.append(f"decisive error (counterfactual replay of {de.attributed} failures): "
+                         + ", ".join(f"{k} {v}" for k, v in de.by_node.items())
+                         + f"; the first error was the decisive one in {de.first_is_decisive}"
+                         f" of {de.found}")
         console.print(Panel("\n".join(lines), title="where failed episodes first went wrong",
                             expand=False))
 

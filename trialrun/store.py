@@ -12,7 +12,7 @@ import uuid
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import Index, UniqueConstraint, event, insert, text
+from sqlalchemy import Index, UniqueConstraint, event, insert, inspect, text
 from sqlmodel import Field, Session, SQLModel, create_engine, delete, select
 
 from trialrun.trajectory import EndReason, EpisodeKey, EpisodeResult, Grade, Step
@@ -92,6 +92,20 @@ class StepRow(SQLModel, table=True):
     grades: str = "[]"  # JSON
 
 
+class AttributionRow(SQLModel, table=True):
+    """Decisive-error attribution of a failed episode by counterfactual replay."""
+
+    __tablename__ = "attribution"
+
+    episode_id: str = Field(primary_key=True)
+    run_id: str = Field(index=True)
+    first_error_step: int | None = None
+    first_error_node: str | None = None
+    decisive_step: int | None = None
+    decisive_node: str | None = None
+    tried: int = 0
+
+
 def _now() -> str:
     return datetime.now(UTC).isoformat(timespec="seconds")
 
@@ -107,6 +121,7 @@ class Store:
         if url.startswith("sqlite"):
             event.listen(self.engine, "connect", _sqlite_pragmas)
         SQLModel.metadata.create_all(self.engine)
+        _add_missing_columns(self.engine)
         self._insert_episode = insert(EpisodeRow.__table__)
         self._insert_step = insert(StepRow.__table__)
 
@@ -195,6 +210,15 @@ class Store:
                 c.execute(self._insert_step, steps)
         return ep_id
 
+    def save_attribution(self, run_id: str, att: dict[str, Any]) -> None:
+        with Session(self.engine) as s:
+            s.merge(AttributionRow(run_id=run_id, **att))
+            s.commit()
+
+    def attributions(self, run_id: str) -> list[AttributionRow]:
+        with Session(self.engine) as s:
+            return list(s.exec(select(AttributionRow).where(AttributionRow.run_id == run_id)))
+
     def episodes(self, run_id: str) -> list[EpisodeRow]:
         with Session(self.engine) as s:
             return list(s.exec(select(EpisodeRow).where(EpisodeRow.run_id == run_id)
@@ -248,6 +272,24 @@ def _step_from_row(x: StepRow) -> Step:
         grades=[Grade.model_validate(g) for g in json.loads(x.grades)],
         help_needed=x.help_needed, irreversible=x.irreversible, state_digest=x.digest,
         sim_time=x.sim_time, wall_us=x.wall_us)
+
+
+def _add_missing_columns(engine: Any) -> None:
+    """Additive migration: a store written by an older trialrun gains the new columns (as
+    NULL/default), so old runs stay readable."""
+    insp = inspect(engine)
+    with engine.begin() as c:
+        for table in SQLModel.metadata.sorted_tables:
+            have = {col["name"] for col in insp.get_columns(table.name)}
+            for col in table.columns:
+                if col.name in have:
+                    continue
+                ddl = col.type.compile(dialect=engine.dialect)
+                default = ""
+                if col.default is not None and getattr(col.default, "is_scalar", False):
+                    value = col.default.arg
+                    default = f" DEFAULT {int(value) if isinstance(value, bool) else repr(value)}"
+                c.execute(text(f'ALTER TABLE {table.name} ADD COLUMN "{col.name}" {ddl}{default}'))
 
 
 def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:

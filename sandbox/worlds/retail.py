@@ -14,8 +14,8 @@ import json
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
-from trialrun.sandbox.world import ToolError, Verdict, World, WorldStatus, register_world
 
+from trialrun.sandbox.world import ToolError, Verdict, World, WorldStatus, register_world
 from trialrun.trajectory import Decision, Observation, ToolResult, ToolSpec
 
 POLICY = """Retail support policy
@@ -429,11 +429,39 @@ class RetailWorld(World):
         return Verdict(correct=False, reason=f"unknown tool {tool!r}")
 
     def reference_decision(self, decision: Decision) -> Decision | None:
-        want = self.expected["action"]
-        if decision.tool in IRREVERSIBLE and want is not None:
-            return Decision(kind="tool_call", node=decision.node, tool=want["tool"],
-                            args=dict(want["args"]))
+        """What a careful agent following the policy would do instead of `decision`."""
+        exp, node = self.expected, decision.node
+        c = self.customers[self.customer_id]
+
+        def call(tool: str, **args: Any) -> Decision:
+            return Decision(kind="tool_call", node=node, tool=tool, args=args)
+
+        tool = decision.tool
+        if decision.kind == "finish" and not self.messages:
+            return self._reference_reply(node)
+        if decision.kind != "tool_call":
+            return None
+        if tool == "find_customer":
+            return call("find_customer", email=c["email"])
+        if tool == "list_orders":
+            return call("list_orders", customer_id=self.customer_id)
+        if not self.clarified and tool in ("get_order", *IRREVERSIBLE):
+            return Decision(kind="ask_human", node=node, text="Which order does the customer "
+                            "mean?")
+        if tool == "get_order":
+            return call("get_order", order_id=exp["order_id"])
+        if tool in IRREVERSIBLE:
+            want = exp["action"]
+            if want is None:  # the policy calls for no action: tell the customer why instead
+                return self._reference_reply(node)
+            return call(want["tool"], **want["args"])
+        if tool == "reply":
+            return self._reference_reply(node)
         return None
+
+    def _reference_reply(self, node: str) -> Decision:
+        text = "Update on your request: " + ", ".join(self.expected["facts"]) + "."
+        return Decision(kind="tool_call", node=node, tool="reply", args={"message": text})
 
     def actions_pending(self) -> bool:
         want = self.expected["action"]

@@ -21,6 +21,7 @@ from dataclasses import replace
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
+
 from trialrun.sandbox.world import ToolError, Verdict, World, WorldStatus, register_world
 from trialrun.sandbox.worlds import vending_mail as mail
 from trialrun.sandbox.worlds.vending_judge import Judge
@@ -35,7 +36,6 @@ from trialrun.sandbox.worlds.vending_market import (
     price_factor,
     typical_sales,
 )
-
 from trialrun.trajectory import Decision, Observation, ToolResult, ToolSpec
 
 DAY = 86400

@@ -21,7 +21,6 @@ from typing import TYPE_CHECKING, Any
 from trialrun.sandbox.world import Verdict
 from trialrun.sandbox.worlds import vending_mail as mail
 from trialrun.sandbox.worlds.vending_market import PRODUCTS, price_factor, typical_sales
-
 from trialrun.trajectory import Decision
 
 if TYPE_CHECKING:

@@ -6,7 +6,7 @@ seconds; every analysis module works on `RunData` and never touches the store it
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 from sqlalchemy import text
@@ -51,6 +51,9 @@ class RunData:
     s_sim: np.ndarray
     s_wall_us: np.ndarray
     nodes: list[str]
+    # (first error node, decisive error node) of failed episodes attributed by
+    # counterfactual replay (`trialrun attribute`); empty until that has run.
+    attributions: list[tuple[str | None, str | None]] = field(default_factory=list)
 
     @property
     def scored(self) -> np.ndarray:
@@ -79,6 +82,9 @@ def load_run(store: Store, run_id: str) -> RunData:
             "s.approved, s.confidence, s.sim_time, s.wall_us, s.irreversible FROM step s JOIN "
             "episode e ON "
             "e.id = s.episode_id WHERE e.run_id = :r ORDER BY s.episode_id, s.idx"),
+            {"r": run.id}).all()
+        atts = c.execute(text(
+            "SELECT first_error_node, decisive_node FROM attribution WHERE run_id = :r"),
             {"r": run.id}).all()
     cols = list(zip(*eps, strict=True)) if eps else [()] * 19
     pos = {eid: i for i, eid in enumerate(cols[0])}
@@ -112,5 +118,5 @@ def load_run(store: Store, run_id: str) -> RunData:
         s_approved=tri(scols[7]),
         s_conf=np.array([np.nan if v is None else v for v in scols[8]], dtype=float),
         s_sim=np.array(scols[9], dtype=float), s_wall_us=np.array(scols[10], dtype=np.int64),
-        nodes=nodes,
+        nodes=nodes, attributions=[tuple(a) for a in atts],
     )

@@ -74,6 +74,15 @@ class ScenarioLine(BaseModel):
     errors: int
 
 
+class DecisiveErrors(BaseModel):
+    """Counterfactual attribution: the step whose correction saves the episode."""
+
+    attributed: int
+    found: int  # episodes where one correction turns failure into success
+    first_is_decisive: int
+    by_node: dict[str, int]
+
+
 class RunSummary(BaseModel):
     run_id: str
     episodes: int
@@ -92,6 +101,7 @@ class RunSummary(BaseModel):
     latency: dict[str, Percentiles] = Field(default_factory=dict)
     reliability: Reliability | None = None
     policies: list[PolicyResult] = Field(default_factory=list)  # compare-policies runs
+    decisive_errors: DecisiveErrors | None = None
 
 
 def _pct(values: np.ndarray) -> Percentiles:
@@ -201,4 +211,14 @@ def summarize(d: RunData, cost_per_ask: float = 1.0, cost_per_error: float = 10.
         escalation=escalation_counts(d), latency=latency,
         reliability=reliability(d, cost_per_ask, cost_per_error) if deep and n else None,
         policies=policy_table(d),
+        decisive_errors=_decisive(d),
     )
+
+
+def _decisive(d: RunData) -> DecisiveErrors | None:
+    if not d.attributions:
+        return None
+    found = [(f, k) for f, k in d.attributions if k is not None]
+    return DecisiveErrors(attributed=len(d.attributions), found=len(found),
+                          first_is_decisive=sum(f == k for f, k in found),
+                          by_node=dict(Counter(k for _, k in found).most_common()))
