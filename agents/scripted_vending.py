@@ -81,6 +81,7 @@ class ScriptedVendingAgent(Agent):
         self.target: dict[str, int] = {}  # price per product, cents
         self.written_off: set[str] = set()
         self.today: set[Any] = set()  # actions already taken today
+        self.ordering: dict[str, int] = {}  # the lines of the order being sent
 
     def failing(self, mode: str) -> bool:
         return self.p.failure == mode and self.day >= self.p.failure_day
@@ -184,11 +185,7 @@ class ScriptedVendingAgent(Agent):
             self.today.add(("order", email))
             if not lines:
                 continue
-            for p, n in lines.items():
-                self.transit[p] = self.transit.get(p, 0) + n
-            self.cash -= sum(q["prices"][p] * n for p, n in lines.items())
-            self.last_order[email] = lines
-            self.unread += 1  # the confirmation comes back at once
+            self.ordering = lines
             body = "Please deliver:\n" + "\n".join(f"{n} x {p}" for p, n in lines.items())
             return _call("order_stock", "send_email", to=email, subject="Order", body=body)
         return None
@@ -327,5 +324,12 @@ class ScriptedVendingAgent(Agent):
         self.machine_cash = 0
 
     def _on_send_email(self, args: dict[str, Any], out: dict[str, Any]) -> None:
-        if args.get("subject") == "Price list":
-            self.unread += 1
+        self.unread += 1  # suppliers answer at once
+        if args.get("subject") != "Order":
+            return
+        email, lines = args["to"], self.ordering
+        prices = self.quotes[email]["prices"]
+        for p, n in lines.items():
+            self.transit[p] = self.transit.get(p, 0) + n
+        self.cash -= sum(prices[p] * n for p, n in lines.items())
+        self.last_order[email] = lines

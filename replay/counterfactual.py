@@ -3,8 +3,8 @@
 For a failed episode, the *first* error is the earliest step a grader marks wrong; the
 *decisive* error is the earliest step whose correction turns the failure into a success.
 Each candidate step k is tested by replaying the recorded decisions up to k, replacing the
-decision at k with the world's reference decision, and letting a fresh agent of the same
-kind go on from there. A simulator with ground truth can do this exactly, which is why
+decision at k with the world's reference decision, and letting the same agent (seeded as in
+the recording) go on from there. A simulator with ground truth can do this exactly, which is why
 trialrun can localise failures far better than judges reading transcripts.
 """
 
@@ -40,7 +40,9 @@ async def attribute_episode(store: Store, plan: EpisodePlan, episode_id: str) ->
         k = st.index
         tried += 1
         prefix = [s.decision for s in original.steps[:k]]
-        agent = RecordedAgent(prefix, then=plan.agent_cls(sc.agent.params))
+        # The same agent, seeded as before, shadows the prefix so that past the corrected
+        # step it makes the choices it would have made: only step k changes.
+        agent = RecordedAgent(prefix, then=plan.agent_cls(sc.agent.params), shadow=True)
         n_prefix_reviews = sum(1 for s in original.steps[:k]
                                if s.checkpoint and s.checkpoint.reviewed)
         human = RecordedHuman(sc.checkpoints.human, answers[:n_prefix_reviews],

@@ -19,14 +19,21 @@ from trialrun.trajectory import Decision, EpisodeResult, Observation
 
 
 class RecordedAgent(Agent):
-    """Plays back recorded decisions in order; optionally hands over to another agent."""
+    """Plays back recorded decisions in order, then hands over to `then` (a fork).
+
+    With `shadow`, the successor also decides at every recorded step (its decision is
+    discarded): a seeded agent then consumes its randomness exactly as in the recording and
+    goes on past the fork as it would have. Without it, the successor only sees feedback.
+    """
 
     name = "recorded"
 
-    def __init__(self, decisions: list[Decision], then: Agent | None = None) -> None:
+    def __init__(self, decisions: list[Decision], then: Agent | None = None,
+                 shadow: bool = False) -> None:
         super().__init__({})
         self.decisions = list(decisions)
         self.then = then
+        self.shadow = shadow
 
     async def start(self, ctx: AgentContext, first: Observation) -> None:
         await super().start(ctx, first)
@@ -35,6 +42,8 @@ class RecordedAgent(Agent):
 
     async def decide(self, obs: Observation) -> Decision:
         if self.decisions:
+            if self.then is not None and self.shadow:
+                await self.then.decide(obs)
             return self.decisions.pop(0)
         if self.then is None:
             return Decision(kind="finish", node="finish", text="end of recording")
