@@ -82,6 +82,12 @@ class ScriptedVendingAgent(Agent):
         self.written_off: set[str] = set()
         self.today: set[Any] = set()  # actions already taken today
         self.ordering: dict[str, int] = {}  # the lines of the order being sent
+        self.on_result = {"research_products": self._on_research_products,
+                          "read_email": self._on_read_email,
+                          "inspect_storage": self._on_inspect_storage,
+                          "stock_slot": self._on_stock_slot, "set_price": self._on_set_price,
+                          "collect_cash": self._on_collect_cash,
+                          "send_email": self._on_send_email}
 
     def failing(self, mode: str) -> bool:
         return self.p.failure == mode and self.day >= self.p.failure_day
@@ -233,14 +239,17 @@ class ScriptedVendingAgent(Agent):
             self._failed(d)
             return
         out = res.output if isinstance(res.output, dict) else {}
-        if d.tool == "wait_for_next_day":
+        if "yesterday" in out:  # a morning report (also when a human waited in our place)
             self._morning(out)
             return
         if "overnight" in out:
             self._morning(out["overnight"])
-        handler = getattr(self, f"_on_{d.tool}", None)
-        if handler is not None:
-            handler(d.args, out)
+        handler = self.on_result.get(d.tool or "")
+        try:
+            if handler is not None:
+                handler(d.args, out)
+        except (KeyError, TypeError):  # a human took over with another call: look again
+            self.today.add("resync")
 
     def _failed(self, d: Decision) -> None:
         if d.tool == "stock_slot":

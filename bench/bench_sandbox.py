@@ -35,46 +35,69 @@ def timed(fn) -> tuple[float, object]:
     return time.perf_counter() - t0, out
 
 
-def bare_cli(image: str, n: int, execs: int) -> dict[str, float]:
-    start, ex, rm = [], [], []
-    for _ in range(n):
-        t, out = timed(lambda: subprocess.run(
-            ["docker", "run", "-d", "--network", "none", image, "sleep", "infinity"],
-            check=True, capture_output=True, text=True))
-        cid = out.stdout.strip()
-        start.append(t)
-        for _ in range(execs):
-            ex.append(timed(lambda: subprocess.run(["docker", "exec", cid, "true"], check=True))[0])
-        rm.append(timed(lambda: subprocess.run(["docker", "rm", "-f", cid], check=True,
-                                               capture_output=True))[0])
-    return {"start_ms": ms(start), "exec_ms": ms(ex), "remove_ms": ms(rm)}
+class BareCLI:
+    name = "bare_cli"
+
+    def __init__(self, image: str) -> None:
+        self.image = image
+
+    def start(self, i: int):
+        out = subprocess.run(
+            ["docker", "run", "-d", "--network", "none", self.image, "sleep", "infinity"],
+            check=True, capture_output=True, text=True)
+        return out.stdout.strip()
+
+    def exec(self, cid) -> None:
+        subprocess.run(["docker", "exec", cid, "true"], check=True)
+
+    def remove(self, cid) -> None:
+        subprocess.run(["docker", "rm", "-f", cid], check=True, capture_output=True)
 
 
-def bare_sdk(image: str, n: int, execs: int) -> dict[str, float]:
-    c = client()
-    start, ex, rm = [], [], []
-    for _ in range(n):
-        t, box = timed(lambda: c.containers.run(image, ["sleep", "infinity"], detach=True,
-                                                network_mode="none"))
-        start.append(t)
-        for _ in range(execs):
-            ex.append(timed(lambda: box.exec_run(["true"]))[0])
-        rm.append(timed(lambda: box.remove(force=True))[0])
-    return {"start_ms": ms(start), "exec_ms": ms(ex), "remove_ms": ms(rm)}
+class BareSDK:
+    name = "bare_sdk"
+
+    def __init__(self, image: str) -> None:
+        self.image = image
+
+    def start(self, i: int):
+        return client().containers.run(self.image, ["sleep", "infinity"], detach=True,
+                                       network_mode="none")
+
+    def exec(self, box) -> None:
+        box.exec_run(["true"])
+
+    def remove(self, box) -> None:
+        box.remove(force=True)
 
 
-def trialrun_cold(n: int, execs: int) -> dict[str, float]:
+class Trialrun:
+    name = "trialrun_cold"
     spec = SandboxSpec(backend="docker")
-    start, ex, ex_sh, rm = [], [], [], []
+
+    def start(self, i: int):
+        return open_sandbox(self.spec, {"run": "bench", "episode": f"c{i}"})
+
+    def exec(self, box) -> None:
+        box.exec(["true"])
+
+    def remove(self, box) -> None:
+        box.close()
+
+
+def compare(image: str, n: int, execs: int) -> dict[str, dict[str, float]]:
+    """Round-robin over the variants, so that load on the machine hits them alike."""
+    variants = [BareCLI(image), BareSDK(image), Trialrun()]
+    t: dict[str, dict[str, list[float]]] = {
+        v.name: {"start": [], "exec": [], "remove": []} for v in variants}
     for i in range(n):
-        t, box = timed(lambda i=i: open_sandbox(spec, {"run": "bench", "episode": f"c{i}"}))
-        start.append(t)
-        for _ in range(execs):
-            ex.append(timed(lambda: box.exec(["true"]))[0])
-            ex_sh.append(timed(lambda: box.exec("true"))[0])
-        rm.append(timed(box.close)[0])
-    return {"start_ms": ms(start), "exec_ms": ms(ex), "exec_shell_ms": ms(ex_sh),
-            "remove_ms": ms(rm)}
+        for v in variants:
+            dt, box = timed(lambda v=v, i=i: v.start(i))
+            t[v.name]["start"].append(dt)
+            for _ in range(execs):
+                t[v.name]["exec"].append(timed(lambda v=v, box=box: v.exec(box))[0])
+            t[v.name]["remove"].append(timed(lambda v=v, box=box: v.remove(box))[0])
+    return {name: {f"{k}_ms": ms(xs) for k, xs in d.items()} for name, d in t.items()}
 
 
 def trialrun_pool(n: int, size: int) -> dict[str, float]:
@@ -107,15 +130,9 @@ def main() -> None:
     image = default_image()
     if not image_exists(image):
         raise SystemExit(f"{image} missing: run `trialrun sandbox build` first")
-    trialrun_cold(2, 2)  # warm the daemon and the client
-    res = {
-        "image": image,
-        "engine": client().version().get("Version"),
-        "bare_cli": bare_cli(image, a.n, a.execs),
-        "bare_sdk": bare_sdk(image, a.n, a.execs),
-        "trialrun_cold": trialrun_cold(a.n, a.execs),
-        "trialrun_pool": trialrun_pool(a.n * 3, a.pool),
-    }
+    compare(image, 1, 1)  # warm the daemon, the page cache and the client
+    res = {"image": image, "engine": client().version().get("Version"),
+           **compare(image, a.n, a.execs), "trialrun_pool": trialrun_pool(a.n * 3, a.pool)}
     cold, cli, sdk = res["trialrun_cold"], res["bare_cli"], res["bare_sdk"]
     res["ratios"] = {
         "start_vs_cli": round(cold["start_ms"] / cli["start_ms"], 2),

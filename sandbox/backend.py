@@ -14,12 +14,23 @@ with `violation` set, never an exception.
 from __future__ import annotations
 
 import posixpath
+import time
 from abc import ABC, abstractmethod
+from collections.abc import Mapping
+from contextvars import ContextVar
+from types import MappingProxyType
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 WORKSPACE = "/workspace"  # the workspace path inside a container (and what `pwd` shows there)
+
+# Labels of the episode running in this context (`run`, `episode`), set by the runner; worlds
+# pass them to `open_sandbox` so containers can be traced to runs. anyio's worker threads
+# inherit the context, so a value set around `run_episode` reaches blocking worlds too.
+sandbox_labels: ContextVar[Mapping[str, str]] = ContextVar(
+    "sandbox_labels", default=MappingProxyType({})
+)
 
 # Values of ExecResult.violation: the agent's command hit a limit or a wall of the sandbox.
 # The first six are limits (measured); the last two are classified from the error text of a
@@ -166,6 +177,15 @@ class Sandbox(ABC):
         self.limits = spec.limits
         self.labels = dict(labels or {})
         self.closed = False
+        self.started = time.monotonic()  # the episode clock (episode_timeout_s)
+
+    def time_left(self) -> float:
+        return self.limits.episode_timeout_s - (time.monotonic() - self.started)
+
+    def extend_deadline(self, seconds: float) -> None:
+        """Give the harness time after the agent's (grading must not hit the episode limit)."""
+        self.started = max(self.started, time.monotonic() - self.limits.episode_timeout_s) \
+            + seconds
 
     @abstractmethod
     def exec(

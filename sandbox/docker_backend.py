@@ -42,7 +42,7 @@ from trialrun.sandbox.backend import (
 
 UID = "1000:1000"
 LABEL = "trialrun.sandbox"  # every container of trialrun's has it
-EXPIRY_GRACE_S = 120  # a container outlives its episode deadline by this much, then expires
+EXPIRY_GRACE_S = 600  # a container outlives its episode deadline by this much, then expires
 _HOST_GRACE_S = 2.0  # host-side deadline beyond the in-container `timeout`
 _FILE_CAP = 64 << 20  # largest file read_file returns
 # Violations after which a container is never handed to another episode.
@@ -349,12 +349,11 @@ class DockerSandbox(Sandbox):
         _track(self.id, self.name)
         try:
             client().api.start(self.id)
-            self.pid = int(client().api.inspect_container(self.id)["State"]["Pid"])
         except errors as e:
             self.close()
             raise SandboxFault(f"could not start sandbox container: {e}") from e
         self.start_s = time.monotonic() - t0
-        self._cgroup_files = _host_cgroup_files(self.pid, spec.limits.pids)
+        self._cgroup_files = _host_cgroup_files(self.id, spec.limits.pids)
         self.begin_episode(labels)
 
     def begin_episode(self, labels: dict[str, str] | None) -> None:
@@ -434,7 +433,7 @@ class DockerSandbox(Sandbox):
         if self.closed:
             raise SandboxFault("sandbox is closed")
         lim = self.limits
-        left = lim.episode_timeout_s - (time.monotonic() - self.started)
+        left = self.time_left()
         if left <= 0:
             return ExecResult(exit_code=-1, timed_out=True, violation="episode_timeout",
                               stderr="episode time limit reached")
@@ -628,42 +627,36 @@ def _parse_counters(text: str) -> dict[str, int]:
     return out
 
 
-def _host_cgroup_files(pid: int, pids_limit: int) -> dict[str, str] | None:
-    """The container's cgroup counter files as seen from this host, if it can see them."""
-    try:
-        with open(f"/proc/{pid}/cgroup") as f:
-            lines = f.read().splitlines()
-    except OSError:
-        return None
-    v1: dict[str, str] = {}
-    v2 = None
-    for line in lines:
-        _, controllers, path = line.split(":", 2)
-        for ctl in controllers.split(","):
-            v1[ctl] = path
-        if controllers == "":
-            v2 = path
-    if "memory" in v1 and "pids" in v1:
-        files = {"oom": f"/sys/fs/cgroup/memory{v1['memory']}/memory.oom_control",
-                 "pids": f"/sys/fs/cgroup/pids{v1['pids']}/pids.events"}
-        limit_file = f"/sys/fs/cgroup/pids{v1['pids']}/pids.max"
-    elif v2 is not None:
-        files = {"oom": f"/sys/fs/cgroup{v2}/memory.events",
-                 "pids": f"/sys/fs/cgroup{v2}/pids.events"}
-        limit_file = f"/sys/fs/cgroup{v2}/pids.max"
-    else:
-        return None
-    # Check that this is the container's own cgroup (same pid limit), not a look-alike.
+def _host_cgroup_files(cid: str, pids_limit: int) -> dict[str, str] | None:
+    """The container's cgroup counter files as seen from this host, if it can see them.
+
+    Docker's cgroupfs driver puts a container at docker/<id>, the systemd driver at
+    system.slice/docker-<id>.scope; v1 has one tree per controller, v2 one tree.
+    """
+    for sub in (f"docker/{cid}", f"system.slice/docker-{cid}.scope"):
+        v1 = {"oom": f"/sys/fs/cgroup/memory/{sub}/memory.oom_control",
+              "pids": f"/sys/fs/cgroup/pids/{sub}/pids.events"}
+        v2 = {"oom": f"/sys/fs/cgroup/{sub}/memory.events",
+              "pids": f"/sys/fs/cgroup/{sub}/pids.events"}
+        if _own_cgroup(v1, f"/sys/fs/cgroup/pids/{sub}/pids.max", pids_limit):
+            return v1
+        if _own_cgroup(v2, f"/sys/fs/cgroup/{sub}/pids.max", pids_limit):
+            return v2
+    return None
+
+
+def _own_cgroup(files: dict[str, str], limit_file: str, pids_limit: int) -> bool:
+    """Do these files exist and belong to a cgroup with our pid limit (not a look-alike)?"""
     try:
         with open(limit_file) as f:
             if f.read().strip() != str(pids_limit):
-                return None
+                return False
         for p in files.values():
             with open(p):
                 pass
     except OSError:
-        return None
-    return files
+        return False
+    return True
 
 
 install_cleanup_handlers()

@@ -14,6 +14,7 @@ import selectors
 import shutil
 import signal
 import subprocess
+import sys
 import tarfile
 import tempfile
 import time
@@ -31,8 +32,11 @@ from trialrun.sandbox.backend import (
 )
 
 # The environment commands see: nothing of the caller's secrets, only what a shell needs.
-_BASE_ENV = {"PATH": "/usr/local/bin:/usr/bin:/bin", "LANG": "C.UTF-8",
-             "PYTHONDONTWRITEBYTECODE": "1"}
+_BASE_ENV = {"LANG": "C.UTF-8", "PYTHONDONTWRITEBYTECODE": "1"}
+# This interpreter's folder first, so `python3` is the one trialrun runs on (with pytest).
+_PATH = os.pathsep.join(dict.fromkeys(
+    [os.path.dirname(sys.executable), *os.environ.get("PATH", "/usr/bin:/bin").split(os.pathsep)]
+))
 
 
 class LocalSandbox(Sandbox):
@@ -41,7 +45,6 @@ class LocalSandbox(Sandbox):
     def __init__(self, spec: SandboxSpec, labels: dict[str, str] | None = None) -> None:
         super().__init__(spec, labels)
         self.root = Path(tempfile.mkdtemp(prefix="trialrun-ws-")).resolve()
-        self.started = time.monotonic()
 
     # --- paths -----------------------------------------------------------------------
     def _path(self, path: str) -> Path:
@@ -56,14 +59,15 @@ class LocalSandbox(Sandbox):
         if self.closed:
             raise SandboxFault("sandbox is closed")
         lim = self.limits
-        left = lim.episode_timeout_s - (time.monotonic() - self.started)
+        left = self.time_left()
         if left <= 0:
             return ExecResult(exit_code=-1, timed_out=True, violation="episode_timeout",
                               stderr="episode time limit reached")
         t = min(timeout or lim.command_timeout_s, lim.command_timeout_s, left)
         argv = ["/bin/sh", "-c", cmd] if isinstance(cmd, str) else list(cmd)
         cwd = self._path(workdir or ".")
-        full_env = {**_BASE_ENV, "HOME": str(self.root), **self.spec.env, **(env or {})}
+        full_env = {**_BASE_ENV, "PATH": _PATH, "HOME": str(self.root), **self.spec.env,
+                    **(env or {})}
 
         def limit() -> None:  # runs in the child before exec
             mem = lim.memory_mb * 1024 * 1024

@@ -185,7 +185,8 @@ class Store:
             return len(ids)
 
     def save_episode(self, run_id: str, r: EpisodeResult) -> str:
-        ep_id = f"{run_id}-{uuid.uuid4().hex[:8]}"
+        # 64 random bits: 32 collide within a 100,000-episode run (birthday bound).
+        ep_id = f"{run_id}-{uuid.uuid4().hex[:16]}"
         first = next((st for st in r.steps if st.passed is False), None)
         row = dict(
             id=ep_id, run_id=run_id, key=str(r.key), scenario=r.key.scenario, task=r.key.task,

@@ -38,6 +38,11 @@ HELP_AFTER_UNPAID = 3  # unpaid days in a row after which asking a human is the 
 class Judge:
     def __init__(self, world: VendingWorld) -> None:
         self.w = world
+        # Bound once: looking methods up by a fresh f-string name on every step is slower and
+        # fills CPython's type cache with name strings.
+        self.checks = {name.removeprefix("_"): getattr(self, name) for name in (
+            "_wait_for_next_day", "_stock_slot", "_set_price", "_collect_cash", "_read_email",
+            "_send_email")}
 
     # --- verdicts --------------------------------------------------------------------
     def verdict(self, d: Decision) -> Verdict | None:
@@ -61,7 +66,7 @@ class Judge:
                 and json.dumps(args, sort_keys=True, default=str) == last_key):
             return Verdict(correct=False, help_needed=help_needed,
                            reason=f"repeats {tool} with nothing changed since the last call")
-        check = getattr(self, f"_{tool}", None)
+        check = self.checks.get(tool)
         why = check(args) if check else None
         return Verdict(correct=why is None, reason=why or "sound", help_needed=help_needed)
 

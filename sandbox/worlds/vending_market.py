@@ -28,20 +28,20 @@ class Product:
 
 
 PRODUCTS: dict[str, Product] = {p.id: p for p in (
-    Product("chocolate_bar", "Chocolate bar", "small", 55, 150, 2.4, 1.6, False),
-    Product("chips", "Potato chips", "small", 45, 125, 2.6, 1.5, False),
-    Product("gum", "Chewing gum", "small", 25, 100, 1.5, 1.3, False),
-    Product("granola_bar", "Granola bar", "small", 60, 175, 1.8, 1.7, False),
-    Product("candy", "Fruit candy", "small", 35, 100, 2.2, 1.5, False),
-    Product("cookies", "Cookies", "small", 50, 150, 1.9, 1.6, False),
-    Product("trail_mix", "Trail mix", "small", 80, 225, 1.0, 1.8, False),
-    Product("cola", "Cola can", "large", 50, 175, 2.8, 1.4, True),
-    Product("water", "Bottled water", "large", 25, 125, 2.4, 1.2, True),
-    Product("energy_drink", "Energy drink", "large", 110, 300, 1.5, 1.8, True),
-    Product("iced_tea", "Iced tea", "large", 55, 200, 1.7, 1.5, True),
-    Product("orange_juice", "Orange juice", "large", 75, 225, 1.4, 1.6, True),
-    Product("sandwich", "Sandwich", "large", 180, 450, 1.1, 2.0, False),
-    Product("sparkling_water", "Sparkling water", "large", 45, 175, 1.0, 1.4, True),
+    Product("chocolate_bar", "Chocolate bar", "small", 55, 150, 1.44, 1.6, False),
+    Product("chips", "Potato chips", "small", 45, 125, 1.56, 1.5, False),
+    Product("gum", "Chewing gum", "small", 25, 100, 0.9, 1.3, False),
+    Product("granola_bar", "Granola bar", "small", 60, 175, 1.08, 1.7, False),
+    Product("candy", "Fruit candy", "small", 35, 100, 1.32, 1.5, False),
+    Product("cookies", "Cookies", "small", 50, 150, 1.14, 1.6, False),
+    Product("trail_mix", "Trail mix", "small", 80, 225, 0.6, 1.8, False),
+    Product("cola", "Cola can", "large", 50, 175, 1.68, 1.4, True),
+    Product("water", "Bottled water", "large", 25, 125, 1.44, 1.2, True),
+    Product("energy_drink", "Energy drink", "large", 110, 300, 0.9, 1.8, True),
+    Product("iced_tea", "Iced tea", "large", 55, 200, 1.02, 1.5, True),
+    Product("orange_juice", "Orange juice", "large", 75, 225, 0.84, 1.6, True),
+    Product("sandwich", "Sandwich", "large", 180, 450, 0.66, 2.0, False),
+    Product("sparkling_water", "Sparkling water", "large", 45, 175, 0.6, 1.4, True),
 )}
 
 

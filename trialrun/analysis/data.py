@@ -82,7 +82,7 @@ def load_run(store: Store, run_id: str) -> RunData:
             "s.approved, s.confidence, s.sim_time, s.wall_us, s.irreversible FROM step s JOIN "
             "episode e ON "
             "e.id = s.episode_id WHERE e.run_id = :r ORDER BY s.episode_id, s.idx"),
-            {"r": run.id}).all()
+            {"r": run.id}).cursor.fetchall()  # raw DBAPI rows: no Row objects for 10^6 steps
         atts = c.execute(text(
             "SELECT first_error_node, decisive_node FROM attribution WHERE run_id = :r"),
             {"r": run.id}).all()

@@ -19,11 +19,9 @@ from pydantic import BaseModel
 from trialrun.analysis import compounding, escalation, horizon
 from trialrun.analysis.data import RunData
 from trialrun.analysis.stats import (
-    best_of_k,
     bootstrap_ci,
     pass_at_k,
     pass_hat_k,
-    worst_of_k,
 )
 
 
@@ -292,37 +290,41 @@ def horizon_fits(times: np.ndarray, events: np.ndarray, unit: str) -> HorizonFit
 
 
 def trials_detail(d: RunData, eps: np.ndarray, n_boot: int = 1000) -> TrialsDetail | None:
-    groups: dict[tuple, list[int]] = {}
-    for i in eps:
-        groups.setdefault((d.scenario[i], d.task[i], int(d.seed[i])), []).append(i)
-    sizes = [len(v) for v in groups.values() if len(v) >= 2]
-    if not sizes:
+    """pass@k, pass^k, worst- and best-of-k per task (scenario × task × seed) with CIs from
+    resampling tasks. Outcomes are binary, so worst-of-k is pass^k and best-of-k pass@k."""
+    sep = "\x1f"  # unit separator: cannot appear in scenario or task names from YAML
+    key = np.char.add(np.char.add(d.scenario[eps].astype(str), sep),
+                      np.char.add(np.char.add(d.task[eps].astype(str), sep),
+                                  d.seed[eps].astype(str)))
+    uniq, inv = np.unique(key, return_inverse=True)
+    n = np.bincount(inv)
+    c = np.bincount(inv, weights=np.nan_to_num(d.success[eps])).astype(int)
+    if not (n >= 2).any():
         return None
     # k: the trial count most tasks have; tasks with fewer trials are left out.
-    k = int(np.bincount(sizes).argmax())
-    per_task, rows = [], []
-    for (sc, task, seed), idx in sorted(groups.items()):
-        if len(idx) < k:
-            continue
-        succ = d.success[idx]
-        n, c = len(idx), int(np.nansum(succ))
-        pak, phk = pass_at_k(n, c, k), pass_hat_k(n, c, k)
-        per_task.append(TaskTrials(scenario=sc, task=task, seed=seed, n=n, c=c, pass_at_k=pak,
-                                   pass_hat_k=phk, worst_of_k=worst_of_k(succ, k),
-                                   best_of_k=best_of_k(succ, k)))
-        rows.append((1.0, pak, phk))
-    arr = np.array(rows)
-
-    def mean_of(col: int):
-        return lambda s: s[..., col] / s[..., 0]
-
-    pa = bootstrap_ci(mean_of(1), arr, n_boot=n_boot)
-    ph = bootstrap_ci(mean_of(2), arr, n_boot=n_boot)
+    k = int(np.bincount(n[n >= 2]).argmax())
+    keep = np.flatnonzero(n >= k)
+    memo: dict[tuple[int, int], tuple[float, float]] = {}
+    pak = np.empty(len(keep))
+    phk = np.empty(len(keep))
+    for j, g in enumerate(keep):
+        nc = (int(n[g]), int(c[g]))
+        if nc not in memo:
+            memo[nc] = (pass_at_k(nc[0], nc[1], k), pass_hat_k(nc[0], nc[1], k))
+        pak[j], phk[j] = memo[nc]
+    rows = np.column_stack([np.ones(len(keep)), pak, phk])
+    pa = bootstrap_ci(lambda s_: s_[..., 1] / s_[..., 0], rows, n_boot=n_boot)
+    ph = bootstrap_ci(lambda s_: s_[..., 2] / s_[..., 0], rows, n_boot=n_boot)
+    per_task = []
+    for j, g in enumerate(keep[:200]):
+        sc, task, seed = uniq[g].split(sep)
+        per_task.append(TaskTrials(scenario=sc, task=task, seed=int(seed), n=int(n[g]),
+                                   c=int(c[g]), pass_at_k=pak[j], pass_hat_k=phk[j],
+                                   worst_of_k=phk[j], best_of_k=pak[j]))
     return TrialsDetail(
         k=k, pass_at_k=Interval(estimate=pa.estimate, lo=pa.lo, hi=pa.hi),
         pass_hat_k=Interval(estimate=ph.estimate, lo=ph.lo, hi=ph.hi),
-        worst_of_k=float(np.mean([t.worst_of_k for t in per_task])),
-        best_of_k=float(np.mean([t.best_of_k for t in per_task])), per_task=per_task[:200])
+        worst_of_k=float(phk.mean()), best_of_k=float(pak.mean()), per_task=per_task)
 
 
 def escalation_report(d: RunData, eps_mask: np.ndarray, c_h: float, c_e: float
