@@ -16,7 +16,6 @@ _BUILTIN_MODULES = {
     "scripted:codebase": "trialrun.agents.scripted_codebase",
     "scripted:always_ask": "trialrun.agents.generic",
     "scripted:never_ask": "trialrun.agents.generic",
-    "openai": "trialrun.agents.openai_compat",
 }
 
 

@@ -131,8 +131,6 @@ async def _loop(plan, key, task, world, call, agent, human, agent_label,
     t0 = time.perf_counter()
     try:
         obs: Observation = await call(world.reset)
-    except ToolError:
-        raise
     except Exception as e:  # a world that cannot start is an infrastructure fault
         raise InfraError(f"world {sc.world.type!r} failed to start: {type(e).__name__}: {e}") \
             from e

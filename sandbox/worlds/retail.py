@@ -13,7 +13,7 @@ import hashlib
 import json
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from trialrun.sandbox.world import ToolError, Verdict, World, WorldStatus, register_world
 from trialrun.trajectory import Decision, Observation, ToolResult, ToolSpec
@@ -43,6 +43,7 @@ CATALOG = [
     ("P122", "backpack 20L", 64.00), ("P123", "backpack 30L", 64.00),
     ("P130", "desk lamp", 39.99), ("P131", "headphones", 129.00),
 ]
+CATALOG_SKUS = [c[0] for c in CATALOG]
 IRREVERSIBLE = {"refund", "cancel", "exchange"}
 SECONDS = {"find_customer": 20, "list_orders": 10, "get_order": 10, "search_products": 15,
            "refund": 60, "cancel": 45, "exchange": 90, "reply": 30}
@@ -69,7 +70,14 @@ class PlantedItem(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     sku: str
-    qty: int = 1
+    qty: int = Field(1, ge=1)
+
+    @field_validator("sku")
+    @classmethod
+    def _known(cls, v: str) -> str:
+        if v not in CATALOG_SKUS:
+            raise ValueError(f"unknown product {v!r}; the catalog has {', '.join(CATALOG_SKUS)}")
+        return v
 
 
 class PlantedOrder(BaseModel):
