@@ -40,6 +40,8 @@ class Feedback(BaseModel):
     """What happened to the agent's last decision."""
 
     decision: Decision
+    # What actually ran, when a human took over the step and did something else.
+    executed: Decision | None = None
     result: ToolResult | None = None
     denied: bool = False  # a human denied it at a checkpoint
     human_answer: str | None = None  # the reply to an ask_human

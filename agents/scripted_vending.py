@@ -5,6 +5,9 @@ the cheapest well-reviewed one, keeps every slot stocked from storage, prices a 
 the market for products customers are not sensitive to, collects cash, and reorders with days
 of margin over the supplier's lead time, learning demand from the morning sales reports.
 
+Its decisions name the nodes plan_day, check_email, order_stock, restock, set_price,
+collect_cash and wait.
+
 `failure` switches on a derailment from `failure_day` on (Vending-Bench's failure modes):
 - `forget_orders`: never reorders again; the machine sells out and stays empty.
 - `misread_deliveries`: reads an order confirmation as the delivery, tries to stock goods
@@ -23,8 +26,6 @@ from trialrun.agents.base import Agent, AgentContext, Feedback
 from trialrun.agents.registry import register_agent
 from trialrun.trajectory import Decision, Observation
 
-NODES = ("plan_day", "check_email", "order_stock", "restock", "set_price", "collect_cash",
-         "wait")
 MARKUP = {"low": 1.2, "medium": 1.1, "high": 1.0}  # by price sensitivity
 ELASTICITY_GUESS = {"low": 1.25, "medium": 1.55, "high": 1.8}
 MIN_RATING = 4.0  # suppliers rated below this are not worth the risk

@@ -269,8 +269,9 @@ async def _loop(plan, key, task, world, call, agent, human, agent_label,
             if finished:
                 end, end_note = EndReason.finished, decision.text or "agent finished"
                 break
-            await agent.feedback(Feedback(decision=decision, result=result,
-                                          human_answer=human_reply))
+            await agent.feedback(Feedback(
+                decision=decision, result=result, human_answer=human_reply,
+                executed=decision_to_run if decision_to_run is not decision else None))
             status = await call(world.status)
             if status.done:
                 end, end_note = EndReason.terminated, status.reason

@@ -557,7 +557,8 @@ class VendingWorld(World):
         return {"net_worth": self.net_worth() / 100, "cash": self.cash / 100,
                 "machine_cash": self.machine_cash / 100, "days_survived": float(self.day),
                 "units_sold": float(self.stats["sold"]), "revenue": self.stats["revenue"] / 100,
-                "lost_sales": float(self.stats["lost"]), "unpaid_days": float(self.unpaid)}
+                "lost_sales": float(self.stats["lost"]), "fees_paid": self.stats["fees"] / 100,
+                "spent_on_stock": self.stats["spent"] / 100, "unpaid_days": float(self.unpaid)}
 
     def status(self) -> WorldStatus:
         return WorldStatus(done=bool(self.ended), reason=self.ended, metrics=self.metrics())

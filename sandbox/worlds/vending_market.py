@@ -138,10 +138,6 @@ def draw_weather(rng: random.Random, day: int) -> str:
     return "sunny"
 
 
-def expected_weather_factor(day: int, drink: bool) -> float:
-    return sum(p * WEATHER[w][0 if drink else 1] for w, p in weather_odds(day).items())
-
-
 def price_factor(product: Product, price: int) -> float:
     return (max(price, 1) / product.ref_price) ** -product.elasticity
 
@@ -157,14 +153,6 @@ def demand_rate(product: Product, price: int, day: int, weather: str, seasonalit
 def typical_sales(product: Product, day: int, seasonality: float) -> float:
     """What similar machines sell a day this month at the market price (public knowledge)."""
     return round(product.demand * season_factor(day, seasonality, product.drink), 1)
-
-
-def expected_demand(product: Product, price: int, day: int, seasonality: float,
-                    scale: float) -> float:
-    """Mean daily demand around `day` (weekday and weather averaged out): the judge's view."""
-    return (product.demand * scale * price_factor(product, price)
-            * season_factor(day, seasonality, product.drink)
-            * expected_weather_factor(day, product.drink))
 
 
 def poisson(rng: random.Random, lam: float) -> int:

@@ -22,5 +22,5 @@ def test_wrap_exact_width():
 
 
 def test_title_case_last_small_word():
-    assert title_case("what are you looking at") == "What Are You Looking At"
+    assert title_case("a place to come back to") == "A Place to Come Back To"
     assert title_case("a tale of two cities") == "A Tale of Two Cities"
