@@ -1,6 +1,6 @@
 """A scripted reference pipeline for the workflow world, with per-stage error knobs.
 
-    retrieve (search_customers, retrieve) -> extract -> rules -> crm_update
+    search -> retrieve -> extract -> rules -> crm_update
 
 Each stage works only from what the earlier stages produced (the retrieved record, its own
 extraction), as a real pipeline does, so an error compounds downstream. `error_rates:
@@ -118,7 +118,7 @@ class ScriptedWorkflowAgent(Agent):
     async def decide(self, obs: Observation) -> Decision:
         f = self.facts
         if self.phase == "search":
-            return self._call("retrieve", "search_customers", name=f["name"])
+            return self._call("search", "search_customers", name=f["name"])
         if self.phase == "retrieve":
             right = [m["customer_id"] for m in self.matches if m["phone_last4"] == f["last4"]]
             others = [m["customer_id"] for m in self.matches if m["customer_id"] not in right]

@@ -156,6 +156,21 @@ class World(ABC):
 
     # --- authoring helpers -----------------------------------------------------------
     @classmethod
+    def check_task(cls, config: dict[str, Any], task: dict[str, Any]) -> list[str]:
+        """Problems with a task beyond its fields' types, reported by the loader at the
+        task's line. By default an in-process world is built and reset once (seed 0): a
+        ValueError there is a bad task, better said at load time than retried at run time."""
+        if cls.blocking:
+            return []
+        try:
+            world = cls(config, task, 0)
+            world.reset()
+            world.close()
+        except ValueError as e:
+            return [str(e)]
+        return []
+
+    @classmethod
     def generate_tasks(
         cls, n: int, seed: int, difficulty: str = "medium", **params: Any
     ) -> list[dict[str, Any]]:

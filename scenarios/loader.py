@@ -252,7 +252,11 @@ def _resolve_tasks(sc: Scenario, world_cls: Any, out: _Collector) -> list[dict[s
                 world_cls.Task.model_validate(spec.model_extra or {})
             except ValidationError as e:
                 out.add_validation(("tasks", i), e, _allowed_keys(world_cls.Task))
-        tasks.append(spec.as_dict())
+        task = spec.as_dict()
+        if isinstance(sc.tasks, list):
+            for problem in world_cls.check_task(sc.world.options, task):
+                out.add(("tasks", i), problem)
+        tasks.append(task)
     return tasks
 
 

@@ -68,12 +68,15 @@ class WorldSpec(BaseModel):
 class UserSpec(BaseModel):
     """A simulated user's structured instructions (tau-bench style)."""
 
-    model_config = ConfigDict(extra="allow")
+    model_config = ConfigDict(extra="forbid")
 
     reason: str = Field("", description="why the user makes contact")
     knows: dict[str, Any] = Field(default_factory=dict, description="facts the user can give")
     does_not_know: list[str] = Field(default_factory=list)
     persona: str = ""
+    misremembers: dict[str, Any] = Field(
+        default_factory=dict, description="facts the user gets wrong: {fact: wrong value}")
+    error_rate: float = Field(0.0, ge=0, le=1, description="P(a fact is told wrongly)")
 
 
 class TaskSpec(BaseModel):

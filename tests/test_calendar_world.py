@@ -11,7 +11,7 @@ import pytest
 from trialrun.agents.generic import AlwaysAskAgent, NeverAskAgent
 from trialrun.agents.scripted_calendar import ScriptedCalendarAgent
 from trialrun.checkpoints import RecordedHuman
-from trialrun.episode import EpisodePlan, InfraError, run_episode
+from trialrun.episode import EpisodePlan, run_episode
 from trialrun.replay.exact import RecordedAgent, recorded_answers
 from trialrun.sandbox.world import ToolError
 from trialrun.sandbox.worlds.calendar import CalendarTask, CalendarWorld
@@ -248,11 +248,13 @@ def test_inconsistent_ambiguity_is_a_clear_error(tmp_path: Path) -> None:
             request: {type: email, mentions: Sam, target: a, subject: Hi}
         agent: {type: scripted:calendar}
         """)
-    plan = plan_of(p)
-    # The loader validates only a task's world fields, not its `ambiguous` flag, so this
-    # surfaces when the world starts, with the reason.
-    with pytest.raises(InfraError, match="'Sam' matches a, b, so the task must say ambiguous"):
-        run(plan, "t")
+    # The loader builds the world once (World.check_task), so a wrong `ambiguous` flag is a
+    # load-time error at the task's line, not an infrastructure fault at run time.
+    with pytest.raises(ScenarioError) as e:
+        load_scenario(p)
+    (issue,) = e.value.issues
+    assert issue.line == 4 and issue.path == "tasks[0]"
+    assert "'Sam' matches a, b, so the task must say ambiguous" in issue.message
 
 
 def test_bad_task_fields_name_the_line(tmp_path: Path) -> None:

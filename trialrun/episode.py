@@ -132,6 +132,7 @@ async def _loop(plan, key, task, world, call, agent, human, agent_label,
     try:
         obs: Observation = await call(world.reset)
     except Exception as e:  # a world that cannot start is an infrastructure fault
+        # (bad tasks of in-process worlds are caught at load time by World.check_task)
         raise InfraError(f"world {sc.world.type!r} failed to start: {type(e).__name__}: {e}") \
             from e
     tools = await call(world.tools)
@@ -140,7 +141,11 @@ async def _loop(plan, key, task, world, call, agent, human, agent_label,
     reversible_nodes = {n for n, s in sc.nodes.items() if s.irreversible is False}
     if agent is None:
         agent = plan.agent_cls(sc.agent.params)
-    ctx = AgentContext(instruction=task.get("instruction") or obs.text, tools=tools, task=task,
+    # The agent sees the task's id and instruction only: the rest is ground truth and the
+    # simulated user's private knowledge, which must never leak into a model's prompt.
+    public_task = {"id": task["id"], "instruction": task.get("instruction", "")}
+    ctx = AgentContext(instruction=task.get("instruction") or obs.text, tools=tools,
+                       task=public_task,
                        seed=key.seed, params=sc.agent.params,
                        rng=_stable_rng("agent", key.seed, key.trial, key.task))
     if human is None:

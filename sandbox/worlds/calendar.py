@@ -888,7 +888,7 @@ GEN_SUBJECTS = {"offsite": ["Offsite agenda", "Offsite venue"],
                 "contract": ["Contract renewal", "Contract redlines"]}
 GEN_BODIES = ["Thanks, that works for me.", "Can we talk about this on Thursday?",
               "Please send me the latest numbers.", "I'll be there."]
-GEN_TITLES = ["Kickoff", "Pricing discussion", "Partner intro", "Hiring sync-up"]
+GEN_TITLES = ["Kickoff", "Pricing discussion", "Partner intro", "Hiring chat"]
 
 
 def _generate(rng: random.Random, i: int, difficulty: str, p: GenerateParams) -> dict[str, Any]:

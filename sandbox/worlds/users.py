@@ -18,18 +18,18 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import ConfigDict, Field
+
+from trialrun.scenarios.schema import UserSpec
 
 
-class UserProfile(BaseModel):
-    """A simulated user's instructions: `UserSpec` of the scenario schema plus how they err."""
+class UserProfile(UserSpec):
+    """A simulated user's instructions: the scenario's `UserSpec` plus how the user errs.
+
+    `persona` changes wording only: plain (default), terse or chatty."""
 
     model_config = ConfigDict(extra="forbid")
 
-    reason: str = Field("", description="why the user makes contact")
-    knows: dict[str, Any] = Field(default_factory=dict, description="facts the user can give")
-    does_not_know: list[str] = Field(default_factory=list)
-    persona: str = Field("", description="plain, terse or chatty: changes wording only")
     misremembers: dict[str, Any] = Field(
         default_factory=dict, description="fact -> the wrong value the user believes and tells"
     )

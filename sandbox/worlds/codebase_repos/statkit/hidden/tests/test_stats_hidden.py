@@ -1,5 +1,4 @@
 import pytest
-
 from statkit import clamp, median, moving_average, normalize, percentile, variance
 
 

@@ -1,7 +1,6 @@
 import math
 
 import pytest
-
 from statkit import clamp, mean, median, moving_average, normalize, percentile, stdev, variance
 
 

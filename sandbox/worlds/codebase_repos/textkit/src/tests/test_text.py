@@ -1,5 +1,4 @@
 import pytest
-
 from textkit import is_palindrome, slugify, title_case, truncate, word_count, wrap
 
 
