@@ -424,7 +424,8 @@ class DockerSandbox(Sandbox):
         api = client().api
         for _ in range(2):
             try:
-                eid = api.exec_create(self.id, ["kill", "-9", "-1"], user=UID)["Id"]
+                # The shell's builtin kill: no fork, and no procps needed in the image.
+                eid = api.exec_create(self.id, ["sh", "-c", "kill -9 -1"], user=UID)["Id"]
                 api.exec_start(eid)
             except Exception:  # noqa: BLE001 - best effort; a broken box is not reused
                 self.dirty = True

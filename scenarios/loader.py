@@ -246,14 +246,17 @@ def _resolve_tasks(sc: Scenario, world_cls: Any, out: _Collector) -> list[dict[s
             out.add(("tasks",), f"world {sc.world.type!r} generated an invalid task: {e}")
             return []
     tasks = []
+    world_ok = not out.issues  # the world's options validated: it can be built
     for i, spec in enumerate(specs):
+        fields_ok = True
         if world_cls.Task is not None and isinstance(sc.tasks, list):
             try:
                 world_cls.Task.model_validate(spec.model_extra or {})
             except ValidationError as e:
                 out.add_validation(("tasks", i), e, _allowed_keys(world_cls.Task))
+                fields_ok = False
         task = spec.as_dict()
-        if isinstance(sc.tasks, list):
+        if isinstance(sc.tasks, list) and fields_ok and world_ok:
             for problem in world_cls.check_task(sc.world.options, task):
                 out.add(("tasks", i), problem)
         tasks.append(task)

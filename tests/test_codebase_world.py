@@ -241,3 +241,19 @@ def test_all_bugs_in_containers(sandbox_image):  # noqa: F811
     assert len(got) == 16 and summary.errors == 0, [r.error for r in got.values() if r.error]
     assert {b for b, r in got.items() if r.success} == FIXABLE
     assert trialrun_containers(world="codebase") == []
+
+
+def test_episodes_repeat_bit_for_bit():
+    """Same scenario, same seed: same decisions, tool results and state digests."""
+    text = """
+name: t/repeat
+world: {type: codebase, sandbox: {backend: local}}
+tasks: [{id: clamp, repo: statkit, bug: clamp-swapped}]
+agent: {type: scripted:codebase}
+"""
+    a, b = _run(text).results[0], _run(text).results[0]
+    assert a.success and len(a.steps) == len(b.steps)
+    for x, y in zip(a.steps, b.steps, strict=True):
+        assert x.decision == y.decision and x.result == y.result
+        assert x.state_digest == y.state_digest
+    assert a.final_digest == b.final_digest

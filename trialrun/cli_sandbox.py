@@ -55,15 +55,16 @@ def ls() -> None:
         typer.echo("no trialrun containers")
         return
     now = time.time()
-    typer.echo(f"{'NAME':48} {'RUN':16} {'STATE':9} {'OWNER':7} EXPIRES")
+    typer.echo(f"{'NAME':48} {'RUN':16} {'EPISODE':24} {'STATE':9} {'OWNER':7} EXPIRES")
     for c in rows:
         lab = c.labels
         alive = owner_alive(lab.get("trialrun.owner", ""))
         owner = {True: "alive", False: "dead", None: "remote"}[alive]
         left = float(lab.get("trialrun.expires", now)) - now
         expires = f"in {left:.0f}s" if left > 0 else "expired"
-        typer.echo(f"{c.name[:48]:48} {lab.get('trialrun.run', '')[:16]:16} {c.status:9} "
-                   f"{owner:7} {expires}")
+        episode = lab.get("trialrun.episode") or ("(pool)" if lab.get("trialrun.pool") else "")
+        typer.echo(f"{c.name[:48]:48} {lab.get('trialrun.run', '')[:16]:16} {episode[:24]:24} "
+                   f"{c.status:9} {owner:7} {expires}")
 
 
 @app.command()
