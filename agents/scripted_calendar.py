@@ -14,10 +14,9 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
-
-from trialrun.agents.base import Agent, AgentContext, Feedback
+from trialrun.agents.base import AgentContext, Feedback
 from trialrun.agents.registry import register_agent
+from trialrun.agents.scripted_base import ScriptedAgent, ScriptedParams
 from trialrun.sandbox.worlds.calendar import MENTION_KIND, SEARCH_TOOL, shift, spoken
 from trialrun.trajectory import Decision, Observation
 
@@ -25,31 +24,17 @@ NODES = ("search", "clarify", "act", "invite", "reply", "finish")
 ERROR_NODES = ("search", "act", "invite", "reply")
 
 
-class CalendarAgentParams(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
-    error_rates: dict[str, float] = Field(default_factory=dict)
+class CalendarAgentParams(ScriptedParams):
     ask: Literal["when_ambiguous", "never", "always"] = "when_ambiguous"
-    # How much lower the reported confidence is when the agent errs (0: uninformative).
-    confidence_signal: float = Field(0.3, ge=0, le=1)
 
 
 @register_agent("scripted:calendar")
-class ScriptedCalendarAgent(Agent):
-    @classmethod
-    def validate_params(cls, params: dict[str, Any], nodes: set[str] | None = None) -> None:
-        p = CalendarAgentParams.model_validate(params)
-        for node, rate in p.error_rates.items():
-            if node not in ERROR_NODES:
-                raise ValueError(f"error_rates: unknown node {node!r}; nodes that can err: "
-                                 f"{', '.join(ERROR_NODES)}")
-            if not 0 <= rate <= 1:
-                raise ValueError(f"error_rates.{node}: {rate} is not a probability in [0, 1]")
+class ScriptedCalendarAgent(ScriptedAgent):
+    Params = CalendarAgentParams
+    ERROR_NODES = ERROR_NODES
 
     async def start(self, ctx: AgentContext, first: Observation) -> None:
         await super().start(ctx, first)
-        self.p = CalendarAgentParams.model_validate(self.params)
-        self.rng = ctx.rng
         self.req: dict[str, Any] = first.data["request"]
         self.agenda: list[dict[str, Any]] = first.data.get("agenda", [])
         self.kind = MENTION_KIND[self.req["type"]]
@@ -64,18 +49,6 @@ class ScriptedCalendarAgent(Agent):
         self.report = ""
 
     # --- helpers ---------------------------------------------------------------------------
-    def _err(self, node: str) -> bool:
-        rate = self.p.error_rates.get(node, 0.0)
-        return rate > 0 and self.rng.random() < rate
-
-    def _confidence(self, erred: bool) -> float:
-        hi = 1.0 - (self.p.confidence_signal if erred else 0.0)
-        return round(self.rng.uniform(max(0.0, hi - 0.3), hi), 3)
-
-    def _call(self, node: str, tool: str, erred: bool = False, **args: Any) -> Decision:
-        return Decision(kind="tool_call", node=node, tool=tool, args=args,
-                        confidence=self._confidence(erred))
-
     def _label(self, item: dict[str, Any]) -> str:
         if self.kind == "event":
             names = ", ".join(a["name"] for a in item["attendees"])

@@ -12,23 +12,19 @@ from __future__ import annotations
 import re
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import Field
 
-from trialrun.agents.base import Agent, AgentContext, Feedback
+from trialrun.agents.base import AgentContext, Feedback
 from trialrun.agents.registry import register_agent
+from trialrun.agents.scripted_base import ScriptedAgent, ScriptedParams
 from trialrun.trajectory import Decision, Observation
 
 NODES = ("verify_identity", "lookup_order", "lookup_product", "clarify", "resolve", "reply",
          "finish")
 
 
-class RetailAgentParams(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
-    error_rates: dict[str, float] = Field(default_factory=dict)
+class RetailAgentParams(ScriptedParams):
     ask: Literal["when_ambiguous", "never", "always"] = "when_ambiguous"
-    # How much lower the reported confidence is when the agent errs (0: uninformative).
-    confidence_signal: float = Field(0.3, ge=0, le=1)
     # Correlated errors by construction: some episodes are "bad days" on which every node's
     # error rate is multiplied, so errors cluster in the same episodes.
     bad_day_rate: float = Field(0.0, ge=0, le=1)
@@ -36,23 +32,16 @@ class RetailAgentParams(BaseModel):
 
 
 @register_agent("scripted:retail")
-class ScriptedRetailAgent(Agent):
-    @classmethod
-    def validate_params(cls, params: dict[str, Any], nodes: set[str] | None = None) -> None:
-        p = RetailAgentParams.model_validate(params)
-        for node, rate in p.error_rates.items():
-            if node not in NODES:
-                raise ValueError(f"error_rates: unknown node {node!r}; nodes: {', '.join(NODES)}")
-            if not 0 <= rate <= 1:
-                raise ValueError(f"error_rates.{node}: {rate} is not a probability in [0, 1]")
+class ScriptedRetailAgent(ScriptedAgent):
+    Params = RetailAgentParams
+    ERROR_NODES = NODES
 
     async def start(self, ctx: AgentContext, first: Observation) -> None:
         await super().start(ctx, first)
-        self.p = RetailAgentParams.model_validate(self.params)
-        self.rng = ctx.rng
         bad_day = self.p.bad_day_rate > 0 and self.rng.random() < self.p.bad_day_rate
-        scale = self.p.bad_day_multiplier if bad_day else 1.0
-        self.rates = {k: min(1.0, v * scale) for k, v in self.p.error_rates.items()}
+        if bad_day:
+            self.rates = {k: min(1.0, v * self.p.bad_day_multiplier)
+                          for k, v in self.rates.items()}
         d = first.data
         self.customer: dict[str, str] = d["customer"]
         self.request: dict[str, Any] = d["request"]
@@ -66,18 +55,6 @@ class ScriptedRetailAgent(Agent):
         self.asked = False
         self.all_orders: list[str] = []
         self.products: dict[str, dict[str, Any]] = {}
-
-    def _err(self, node: str) -> bool:
-        rate = self.rates.get(node, 0.0)
-        return rate > 0 and self.rng.random() < rate
-
-    def _confidence(self, erred: bool) -> float:
-        hi = 1.0 - (self.p.confidence_signal if erred else 0.0)
-        return round(self.rng.uniform(max(0.0, hi - 0.3), hi), 3)
-
-    def _call(self, node: str, tool: str, erred: bool = False, **args: Any) -> Decision:
-        return Decision(kind="tool_call", node=node, tool=tool, args=args,
-                        confidence=self._confidence(erred))
 
     async def decide(self, obs: Observation) -> Decision:
         ph = self.phase

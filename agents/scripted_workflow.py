@@ -14,10 +14,9 @@ from __future__ import annotations
 import re
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field
-
-from trialrun.agents.base import Agent, AgentContext, Feedback
+from trialrun.agents.base import AgentContext, Feedback
 from trialrun.agents.registry import register_agent
+from trialrun.agents.scripted_base import ScriptedAgent
 from trialrun.sandbox.worlds.workflow import (
     COMMITMENTS,
     INTENTS,
@@ -43,13 +42,6 @@ SENTIMENT_CUES = (("angry", ("unacceptable", "furious")),
                   ("positive", ("appreciate", "wonderful")))
 COMMIT_CUES = {"callback": ("callback", "call you back"), "replacement": ("replacement",),
                "technician_visit": ("technician",), "email_summary": ("summary",)}
-
-
-class WorkflowAgentParams(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
-    error_rates: dict[str, float] = Field(default_factory=dict)
-    confidence_signal: float = Field(0.3, ge=0, le=1)
 
 
 def extract_call(transcript: str) -> dict[str, Any]:
@@ -79,21 +71,11 @@ def _lines(transcript: str) -> list[tuple[str, str]]:
 
 
 @register_agent("scripted:workflow")
-class ScriptedWorkflowAgent(Agent):
-    @classmethod
-    def validate_params(cls, params: dict[str, Any], nodes: set[str] | None = None) -> None:
-        p = WorkflowAgentParams.model_validate(params)
-        for node, rate in p.error_rates.items():
-            if node not in STAGES:
-                raise ValueError(f"error_rates: unknown stage {node!r}; stages: "
-                                 f"{', '.join(STAGES)}")
-            if not 0 <= rate <= 1:
-                raise ValueError(f"error_rates.{node}: {rate} is not a probability in [0, 1]")
+class ScriptedWorkflowAgent(ScriptedAgent):
+    ERROR_NODES = tuple(STAGES)
 
     async def start(self, ctx: AgentContext, first: Observation) -> None:
         await super().start(ctx, first)
-        self.p = WorkflowAgentParams.model_validate(self.params)
-        self.rng = ctx.rng
         self.cfg = WorkflowConfig.model_validate(first.data.get("policy_params", {}))
         self.facts = extract_call(first.data["transcript"])
         self.phase = "search"
@@ -102,15 +84,6 @@ class ScriptedWorkflowAgent(Agent):
         self.record: dict[str, Any] | None = None
         self.extraction: dict[str, Any] | None = None
         self.rules: dict[str, Any] | None = None
-
-    def _err(self, stage: str) -> bool:
-        rate = self.p.error_rates.get(stage, 0.0)
-        return rate > 0 and self.rng.random() < rate
-
-    def _call(self, node: str, tool: str, erred: bool = False, **args: Any) -> Decision:
-        hi = 1.0 - (self.p.confidence_signal if erred else 0.0)
-        return Decision(kind="tool_call", node=node, tool=tool, args=args,
-                        confidence=round(self.rng.uniform(max(0.0, hi - 0.3), hi), 3))
 
     def _other(self, options: tuple[str, ...] | list[str], value: Any) -> Any:
         return self.rng.choice([o for o in options if o != value])

@@ -101,22 +101,29 @@ def _proc_start(pid: int) -> str:
         return "0"
 
 
-OWNER = f"{socket.gethostname()}:{os.getpid()}:{_proc_start(os.getpid())}"
+def owner() -> str:
+    """host:pid:start-time of this process (computed per call: forks have their own)."""
+    return f"{socket.gethostname()}:{os.getpid()}:{_proc_start(os.getpid())}"
 
 
-def owner_alive(owner: str) -> bool | None:
-    """Is the process that made a container still running? None: it ran on another host."""
+def owner_alive(tag: str) -> bool | None:
+    """Is the process named by an owner label still running? None: it ran on another host."""
     try:
-        host, pid, start = owner.rsplit(":", 2)
+        host, pid, start = tag.rsplit(":", 2)
     except ValueError:
         return False
     if host != socket.gethostname():
         return None
-    return os.path.exists(f"/proc/{pid}") and _proc_start(int(pid)) == start
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            fields = f.read().rsplit(")", 1)[1].split()
+    except (OSError, IndexError):
+        return False
+    return fields[0] not in ("Z", "X") and fields[19] == start  # a zombie is dead
 
 
 def container_labels(labels: dict[str, str] | None, expires: float) -> dict[str, str]:
-    out = {LABEL: "1", "trialrun.owner": OWNER, "trialrun.expires": str(int(expires))}
+    out = {LABEL: "1", "trialrun.owner": owner(), "trialrun.expires": str(int(expires))}
     for k, v in (labels or {}).items():
         out[k if "." in k else f"trialrun.{k}"] = str(v)
     return out

@@ -31,6 +31,21 @@ class ToolError(Exception):
     """
 
 
+def call_tool_method(world: World, tool: str, args: dict[str, Any],
+                     seconds: dict[str, float]) -> ToolResult:
+    """Dispatch a tool call to the world's `_t_<tool>` method, advancing the simulated clock
+    by the tool's duration; unknown tools and bad arguments are the agent's errors."""
+    handler = getattr(world, f"_t_{tool}", None)
+    if handler is None or tool not in seconds:
+        raise ToolError(f"unknown tool {tool!r}; tools: {', '.join(sorted(seconds))}")
+    world.clock.advance(seconds[tool])
+    try:
+        out = handler(**args)
+    except TypeError as e:
+        raise ToolError(f"{tool}: bad arguments: {e}") from None
+    return ToolResult(ok=True, output=out)
+
+
 class SimClock:
     """Simulated time in seconds since the episode began. Worlds advance it explicitly."""
 

@@ -222,6 +222,25 @@ def test_container_expires_on_its_own(sandbox_image):  # noqa: F811
         b.close()
 
 
+def test_scenario_dockerfile_is_built_once_offline(sandbox_image, tmp_path):  # noqa: F811
+    from trialrun.sandbox.docker_backend import client
+
+    (tmp_path / "hello.txt").write_text("hello\n")
+    (tmp_path / "Dockerfile").write_text(
+        f"FROM {sandbox_image}\nCOPY hello.txt /opt/hello.txt\nRUN python3 -c 'print(1)'\n"
+        f"ENV GREETING=hi-{uuid.uuid4().hex[:6]}\n")
+    s = spec(dockerfile=str(tmp_path / "Dockerfile"))
+    with open_sandbox(s, {"run": RUN, "episode": "custom"}) as b:
+        r = b.exec("cat /opt/hello.txt; echo $GREETING; id -u")
+        assert r.stdout.startswith("hello\nhi-") and r.stdout.endswith("\n1000\n")
+        tag = b.image
+    t0 = time.monotonic()
+    with open_sandbox(s, {"run": RUN, "episode": "custom2"}) as b:
+        assert b.image == tag
+    assert time.monotonic() - t0 < 5  # no second build
+    client().images.remove(tag, force=True)
+
+
 def test_missing_image_is_unavailable(docker_engine):  # noqa: F811
     from trialrun.sandbox.backend import SandboxUnavailable
 

@@ -24,7 +24,14 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from trialrun.sandbox.world import ToolError, Verdict, World, WorldStatus, register_world
+from trialrun.sandbox.world import (
+    ToolError,
+    Verdict,
+    World,
+    WorldStatus,
+    call_tool_method,
+    register_world,
+)
 from trialrun.sandbox.worlds.users import SimulatedUser
 from trialrun.trajectory import Decision, Observation, ToolResult, ToolSpec
 
@@ -480,15 +487,7 @@ class CalendarWorld(World):
         ]
 
     def execute(self, node: str, tool: str, args: dict[str, Any]) -> ToolResult:
-        handler = getattr(self, f"_t_{tool}", None)
-        if handler is None:
-            raise ToolError(f"unknown tool {tool!r}; tools: {', '.join(sorted(SECONDS))}")
-        self.clock.advance(SECONDS[tool])
-        try:
-            out = handler(**args)
-        except TypeError as e:
-            raise ToolError(f"{tool}: bad arguments: {e}") from None
-        return ToolResult(ok=True, output=out)
+        return call_tool_method(self, tool, args, SECONDS)
 
     def _when(self, start: Any) -> str:
         try:

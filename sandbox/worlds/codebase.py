@@ -194,8 +194,8 @@ class CodebaseWorld(World):
     def __init__(self, config: dict[str, Any], task: dict[str, Any], seed: int) -> None:
         super().__init__(config, task, seed)
         self.cfg = CodebaseConfig.model_validate(config)
-        spec = task if "repo" in task else {**task, "repo": "", "bug": ""}
-        self.spec = CodebaseTask.model_validate({k: spec[k] for k in CodebaseTask.model_fields})
+        self.spec = CodebaseTask.model_validate(
+            {k: task[k] for k in CodebaseTask.model_fields if k in task})
         self.repo = load_repo(self.spec.repo)
         if self.spec.bug not in self.repo.bugs:
             raise LookupError(f"repo {self.repo.name!r} has no bug {self.spec.bug!r}; bugs: "
@@ -203,6 +203,12 @@ class CodebaseWorld(World):
         self.bug = self.repo.bugs[self.spec.bug]
         sb = self.cfg.sandbox if self.cfg.sandbox is not None else "docker"
         self.sandbox_spec = SandboxSpec.model_validate(sb)
+        if self.sandbox_spec.backend == "docker":
+            # Worlds are built on the event loop's (main) thread, sandboxes opened in workers:
+            # signal handlers that remove containers on SIGTERM can only be set from here.
+            from trialrun.sandbox.docker_backend import install_cleanup_handlers
+
+            install_cleanup_handlers()
         self.box: Sandbox | None = None
         self.counts = {"test_runs": 0, "edits": 0, "commands": 0, "violations": 0,
                        "timeouts": 0}

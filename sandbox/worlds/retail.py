@@ -15,7 +15,14 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from trialrun.sandbox.world import ToolError, Verdict, World, WorldStatus, register_world
+from trialrun.sandbox.world import (
+    ToolError,
+    Verdict,
+    World,
+    WorldStatus,
+    call_tool_method,
+    register_world,
+)
 from trialrun.trajectory import Decision, Observation, ToolResult, ToolSpec
 
 POLICY = """Retail support policy
@@ -278,15 +285,7 @@ class RetailWorld(World):
         ]
 
     def execute(self, node: str, tool: str, args: dict[str, Any]) -> ToolResult:
-        handler = getattr(self, f"_t_{tool}", None)
-        if handler is None:
-            raise ToolError(f"unknown tool {tool!r}; tools: {', '.join(sorted(SECONDS))}")
-        self.clock.advance(SECONDS[tool])
-        try:
-            out = handler(**args)
-        except TypeError as e:
-            raise ToolError(f"{tool}: bad arguments: {e}") from None
-        return ToolResult(ok=True, output=out)
+        return call_tool_method(self, tool, args, SECONDS)
 
     def _verified_order(self, order_id: str) -> dict[str, Any]:
         if self.verified is None:

@@ -22,7 +22,14 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from trialrun.sandbox.world import ToolError, Verdict, World, WorldStatus, register_world
+from trialrun.sandbox.world import (
+    ToolError,
+    Verdict,
+    World,
+    WorldStatus,
+    call_tool_method,
+    register_world,
+)
 from trialrun.trajectory import Decision, Observation, ToolResult, ToolSpec
 
 STAGES = ("retrieve", "extract", "rules", "crm_update")
@@ -333,17 +340,9 @@ class WorkflowWorld(World):
         ]
 
     def execute(self, node: str, tool: str, args: dict[str, Any]) -> ToolResult:
-        handler = getattr(self, f"_t_{tool}", None)
-        if handler is None:
-            raise ToolError(f"unknown tool {tool!r}; tools: {', '.join(sorted(SECONDS))}")
-        if self.out["crm_update"] is not None:
+        if tool in SECONDS and self.out["crm_update"] is not None:
             raise ToolError("the pipeline is complete: the CRM record is written")
-        self.clock.advance(SECONDS[tool])
-        try:
-            out = handler(**args)
-        except TypeError as e:
-            raise ToolError(f"{tool}: bad arguments: {e}") from None
-        return ToolResult(ok=True, output=out)
+        return call_tool_method(self, tool, args, SECONDS)
 
     def _t_search_customers(self, name: str = "", phone_last4: str = "") -> list[dict[str, Any]]:
         words = {w.lower() for w in str(name).split()}
