@@ -53,8 +53,9 @@ class WorldSpec(BaseModel):
     model_config = ConfigDict(extra="allow")
 
     type: str = Field(description="retail, vending, calendar, workflow, codebase or pkg.mod:Class")
-    sandbox: dict[str, Any] | None = Field(
-        None, description="where side effects happen: {backend: local|docker, image, limits}"
+    sandbox: dict[str, Any] | str | None = Field(
+        None, description="where side effects happen: docker, local, or "
+        "{backend: local|docker, image, limits, setup, files}"
     )
 
     @property

@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 import anyio
 
 from trialrun.episode import EpisodePlan, InfraError, run_episode
+from trialrun.sandbox.backend import SandboxFault, SandboxUnavailable, sandbox_labels
 from trialrun.scenarios.loader import LoadedScenario, load_scenario_source
 from trialrun.store import Store
 from trialrun.trajectory import EndReason, EpisodeKey, EpisodeResult
@@ -107,6 +108,9 @@ async def run_episodes(
     limiter = anyio.CapacityLimiter(max(1, opts.concurrency))
 
     async def one(key: EpisodeKey) -> None:
+        # Containers are labelled with the run and episode (prune and ls read the labels);
+        # the context variable reaches worker threads that start them.
+        sandbox_labels.set({"run": run_id, "episode": str(key)})
         async with limiter:
             result = await _with_retries(plans[key.scenario], key, opts)
         store.save_episode(run_id, result)
@@ -136,7 +140,10 @@ async def _with_retries(plan: EpisodePlan, key: EpisodeKey, opts: RunOptions) ->
             result = await run_episode(plan, key)
             result.attempts = attempt
             return result
-        except InfraError as e:
+        except SandboxUnavailable as e:  # no engine or no image: retrying will not help
+            last = f"sandbox unavailable: {e}"
+            break
+        except (InfraError, SandboxFault) as e:
             last = f"{e}"
         except Exception as e:  # noqa: BLE001 - a harness bug must not kill the whole run
             last = f"harness: {type(e).__name__}: {e}\n{traceback.format_exc(limit=6)}"
@@ -144,4 +151,4 @@ async def _with_retries(plan: EpisodePlan, key: EpisodeKey, opts: RunOptions) ->
             await anyio.sleep(opts.retry_backoff_s * 2 ** (attempt - 1))
     return EpisodeResult(key=key, agent=plan.loaded.scenario.agent.label,
                          end_reason=EndReason.error, success=None, error=last,
-                         attempts=opts.max_attempts, end_note="infrastructure error")
+                         attempts=attempt, end_note="infrastructure error")
