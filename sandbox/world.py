@@ -88,6 +88,9 @@ class World(ABC):
     Task: ClassVar[type[BaseModel] | None] = None
     # True for worlds whose tools block on I/O (containers): the loop runs them in a thread.
     blocking: ClassVar[bool] = False
+    # True for worlds whose side effects happen in a sandbox (`world.sandbox`), so that
+    # `trialrun run --sandbox docker|local` can switch where they run.
+    uses_sandbox: ClassVar[bool] = False
     # Simulated seconds a step costs when a tool does not say otherwise.
     sim_seconds_per_step: ClassVar[float] = 1.0
 

@@ -115,3 +115,16 @@ def test_unknown_suite_names_the_builtin_ones():
     with pytest.raises(ScenarioError) as e:
         load_targets(["retial"])
     assert "not a built-in suite" in str(e.value) and "retail" in str(e.value)
+
+
+def test_sandbox_override_switches_backend_and_drops_docker_only_keys():
+    from trialrun.runner import apply_overrides
+
+    (ls,) = load_targets([str(LIBRARY / "codebase" / "all-bugs.yaml")])
+    assert ls.scenario.world.sandbox["backend"] == "docker" and "pool" in ls.scenario.world.sandbox
+    apply_overrides([ls], {"sandbox": "local"})
+    assert ls.scenario.world.sandbox["backend"] == "local"
+    assert "pool" not in ls.scenario.world.sandbox
+    (retail,) = load_targets([str(LIBRARY / "retail" / "refund_in_window.yaml")])
+    apply_overrides([retail], {"sandbox": "docker"})  # in-process worlds are left alone
+    assert retail.scenario.world.sandbox is None

@@ -56,6 +56,9 @@ def run(
     trials: Annotated[int | None, typer.Option(min=1, help="override trials")] = None,
     seeds: Annotated[int | None, typer.Option(min=1, help="override seeds: 0..N-1")] = None,
     limit: Annotated[int | None, typer.Option(min=1, help="run only the first N episodes")] = None,
+    sandbox: Annotated[str | None, typer.Option(
+        help="where sandboxed worlds run: docker (isolated containers, for CI) or local "
+             "(a temp dir, for development; not a security boundary)")] = None,
     json_out: Annotated[Path | None, typer.Option(
         "--json", help="write the report as JSON")] = None,
     html_out: Annotated[Path | None, typer.Option("--html", help="write the HTML report")] = None,
@@ -70,9 +73,13 @@ def run(
     from trialrun.runner import RunOptions
     from trialrun.store import Store
 
+    if sandbox not in (None, "docker", "local"):
+        _err(f"--sandbox {sandbox!r}: expected docker or local")
+        raise typer.Exit(2)
     loaded = [] if resume else _load(targets)
     store = Store(db)
-    opts = RunOptions(concurrency=concurrency, limit=limit, trials=trials, seeds=seeds)
+    opts = RunOptions(concurrency=concurrency, limit=limit, trials=trials, seeds=seeds,
+                      sandbox=sandbox)
     console = _console()
     summary = _execute(store, loaded, targets or [], resume, opts, progress, console)
     rate = _report(store, summary.run_id, json_out, html_out, console)

@@ -30,15 +30,33 @@ class RunOptions:
     limit: int | None = None  # run at most this many planned episodes (for smoke tests)
     trials: int | None = None  # override every scenario's trials
     seeds: int | None = None  # override every scenario's seeds with range(seeds)
+    sandbox: str | None = None  # "docker" or "local": where sandboxed worlds run
 
-    def overrides(self) -> dict[str, int]:
-        return {k: v for k, v in (("trials", self.trials), ("seeds", self.seeds)) if v}
+    def overrides(self) -> dict[str, int | str]:
+        return {k: v for k, v in (("trials", self.trials), ("seeds", self.seeds),
+                                  ("sandbox", self.sandbox)) if v}
 
 
-def apply_overrides(loaded: list[LoadedScenario], overrides: dict[str, int]) -> None:
+def apply_overrides(loaded: list[LoadedScenario], overrides: dict[str, int | str]) -> None:
+    """Command-line overrides, stored with the run so a resume applies them again."""
+    from trialrun.sandbox.world import world_class
+
+    counts = {k: v for k, v in overrides.items() if k in ("trials", "seeds")}
     for ls in loaded:
-        if overrides:
-            ls.scenario = ls.scenario.model_copy(update=overrides)
+        sc = ls.scenario
+        backend = overrides.get("sandbox")
+        if backend and world_class(sc.world.type).uses_sandbox:
+            current = sc.world.sandbox
+            spec: dict | str = backend
+            if isinstance(current, dict):
+                # image, dockerfile and pool mean nothing to the local backend
+                keep = {k: v for k, v in current.items()
+                        if backend == "docker" or k not in ("image", "dockerfile", "pool")}
+                spec = {**keep, "backend": backend}
+            sc = sc.model_copy(update={"world": sc.world.model_copy(update={"sandbox": spec})})
+        if counts:
+            sc = sc.model_copy(update=counts)
+        ls.scenario = sc
 
 
 @dataclass

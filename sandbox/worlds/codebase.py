@@ -186,6 +186,7 @@ EDIT_TOOLS = {"write_file", "edit_file", "apply_patch"}
 
 @register_world("codebase")
 class CodebaseWorld(World):
+    uses_sandbox = True
     Config = CodebaseConfig
     Task = CodebaseTask
     blocking = True

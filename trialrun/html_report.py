@@ -1,0 +1,752 @@
+"""The HTML report: one self-contained page per run, with plots, that opens with no server
+and no network.
+
+Everything is inlined: plots are matplotlib SVG (text kept as text, so the page stays small
+and searchable), the CSS sits in the page, there is no JavaScript, no font or image is
+fetched. The page renders the same `RunSummary` as the terminal report and `--json`; any
+part of it may be missing (a run without escalation, policies or repeated trials), and the
+page then leaves that part out.
+"""
+
+from __future__ import annotations
+
+import io
+import logging
+import math
+import re
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import matplotlib
+import networkx as nx
+import numpy as np
+from jinja2 import Environment, PackageLoader
+from markupsafe import Markup
+from matplotlib.axes import Axes
+from matplotlib.cm import ScalarMappable
+from matplotlib.colors import Normalize
+from matplotlib.figure import Figure
+
+from trialrun.analysis.horizon import exponential_survival, weibull_survival
+from trialrun.analysis.reliability import HorizonFits, Propagation
+from trialrun.analysis.summary import Proportion, RunSummary
+from trialrun.store import Store
+
+log = logging.getLogger(__name__)
+
+# Palette shared by the plots and the page's CSS.
+BLUE, ORANGE, GREEN, RED, GREY, INK = (
+    "#2563eb", "#ea580c", "#16a34a", "#dc2626", "#94a3b8", "#1e293b")
+FONT = ["DejaVu Sans", "Helvetica", "Arial", "sans-serif"]
+_RC = {
+    "svg.fonttype": "none",  # text stays text: small files, crisp at any zoom
+    "font.family": "sans-serif",
+    "font.sans-serif": FONT,
+    "font.size": 9.5,
+    "axes.titlesize": 11,
+    "axes.titleweight": "bold",
+    "axes.spines.top": False,
+    "axes.spines.right": False,
+    "axes.edgecolor": "#64748b",
+    "axes.labelcolor": INK,
+    "xtick.color": "#475569",
+    "ytick.color": "#475569",
+    "text.color": INK,
+    "legend.frameon": False,
+    "legend.fontsize": 8.5,
+}
+
+
+@dataclass
+class Plot:
+    id: str
+    title: str
+    caption: str
+    svg: Markup | None = None
+    error: str | None = None
+
+
+@dataclass
+class TableData:
+    headers: list[str]
+    rows: list[list[str]]
+    numeric: set[int]  # right-aligned columns
+    caption: str = ""
+
+
+# --------------------------------------------------------------------------------------------
+# formatting
+
+
+def _pct(x: float | None, digits: int = 1) -> str:
+    return "–" if x is None or not math.isfinite(x) else f"{100 * x:.{digits}f}%"
+
+
+def _num(x: float | None, fmt: str = ".2f") -> str:
+    return "–" if x is None or not math.isfinite(x) else format(x, fmt)
+
+
+def _g(x: float | None) -> str:
+    """A measurement with sensible precision: 0.69, 41.0, 340."""
+    if x is None or not math.isfinite(x):
+        return "–"
+    return f"{x:.0f}" if abs(x) >= 100 else f"{x:.1f}" if abs(x) >= 10 else f"{x:.2f}"
+
+
+def _prop(p: Proportion) -> str:
+    if p.rate is None:
+        return "–"
+    return f"{_pct(p.rate)} [{_pct(p.lo)}, {_pct(p.hi)}] ({p.k}/{p.n})"
+
+
+def _table(headers: Sequence[str], rows: Sequence[Sequence[Any]], numeric: Sequence[int] = (),
+           caption: str = "") -> TableData:
+    return TableData(list(headers), [[str(c) for c in r] for r in rows], set(numeric), caption)
+
+
+# --------------------------------------------------------------------------------------------
+# figures
+
+
+def _figure(w: float, h: float) -> tuple[Figure, Axes]:
+    # Figure objects, not pyplot: nothing registers in pyplot's global figure list, so
+    # nothing leaks and no backend is selected for the whole process.
+    fig = Figure(figsize=(w, h), layout="constrained")
+    return fig, fig.add_subplot()
+
+
+def _svg(fig: Figure, name: str, title: str) -> Markup:
+    buf = io.BytesIO()
+    # A per-figure salt keeps clip-path ids unique across the page and stable across runs.
+    with matplotlib.rc_context({"svg.hashsalt": name}):
+        fig.savefig(buf, format="svg", metadata={"Date": None})
+    text = buf.getvalue().decode("utf-8")
+    text = text[text.index("<svg"):]  # drop the XML prolog and DOCTYPE: invalid inside HTML
+    text = re.sub(r"<metadata>.*?</metadata>", "", text, count=1, flags=re.S)
+    label = Markup.escape(title)
+    text = text.replace("<svg ", f'<svg role="img" aria-label="{label}" ', 1)
+    return Markup(text)
+
+
+def _node_order(s: RunSummary) -> list[str]:
+    """Nodes in workflow order (layer of the Markov chain, then visits), else as stored."""
+    names = [n.node for n in s.nodes]
+    r = s.reliability
+    if r is None or r.markov is None:
+        return names
+    layer = _layers(r.markov.edges, r.markov.start)
+    visits = r.markov.expected_visits
+    big = max(layer.values(), default=0) + 1
+    return sorted(names, key=lambda n: (layer.get(n, big), -visits.get(n, 0.0), n))
+
+
+def _layers(edges: Sequence[tuple[str, str, float]], start: str) -> dict[str, int]:
+    """Longest-path layer of each node once loops are cut: a DFS that follows the likeliest
+    edge first drops back edges (retries, clarifications), which leaves a DAG."""
+    g = nx.DiGraph()
+    for a, b, p in edges:
+        if a != b:
+            g.add_edge(a, b, p=p)
+    if start not in g:
+        g.add_node(start)
+    dag = nx.DiGraph()
+    dag.add_nodes_from(g)
+    done: set[str] = set()
+    for root in [start, *sorted(g.nodes)]:
+        if root in done:
+            continue
+        # Iterative DFS: (node, iterator over its successors); the stack holds the path.
+        on_path = {root}
+        stack = [(root, iter(sorted(g.successors(root), key=lambda v, u=root: -g[u][v]["p"])))]
+        while stack:
+            u, it = stack[-1]
+            v = next(it, None)
+            if v is None:
+                stack.pop()
+                on_path.discard(u)
+                done.add(u)
+                continue
+            if v in on_path:
+                continue  # back edge: a loop, not progress through the workflow
+            dag.add_edge(u, v)
+            if v not in done:
+                on_path.add(v)
+                stack.append((v, iter(sorted(g.successors(v),
+                                             key=lambda w, u=v: -g[u][w]["p"]))))
+    layer: dict[str, int] = {}
+    for n in nx.topological_sort(dag):
+        layer[n] = max((layer[p] + 1 for p in dag.predecessors(n)), default=0)
+    return layer
+
+
+def plot_node_accuracy(s: RunSummary) -> Figure | None:
+    by = {n.node: n for n in s.nodes if n.accuracy.rate is not None}
+    order = [n for n in _node_order(s) if n in by][::-1]  # first node at the top
+    if not order:
+        return None
+    fig, ax = _figure(7.2, 0.9 + 0.42 * len(order))
+    y = np.arange(len(order))
+    acc = np.array([by[n].accuracy.rate for n in order])
+    lo = np.array([by[n].accuracy.lo for n in order])
+    hi = np.array([by[n].accuracy.hi for n in order])
+    marg = np.array([np.nan if by[n].marginal.rate is None else by[n].marginal.rate
+                     for n in order])
+    # clip: Wilson bounds can sit a rounding error inside the rate
+    xerr = np.clip([acc - lo, hi - acc], 0, None)
+    ax.errorbar(acc, y, xerr=xerr, fmt="o", color=BLUE, ecolor=BLUE,
+                elinewidth=1.6, capsize=3, ms=6, label="given a clean prefix (95% CI)")
+    ax.scatter(marg, y + 0.22, marker="D", s=26, facecolor="white", edgecolor=ORANGE,
+               linewidth=1.4, zorder=3, label="marginal (errors upstream included)")
+    ax.set_yticks(y, [f"{n}  (n={by[n].steps})" for n in order])
+    low = np.nanmin(np.r_[lo, marg])
+    ax.set_xlim(max(0.0, math.floor((low - 0.05) * 10) / 10), 1.01)
+    ax.set_ylim(-0.6, len(order) - 0.4)
+    ax.xaxis.set_major_formatter(lambda v, _: f"{100 * v:.0f}%")
+    ax.grid(axis="x", color="#e2e8f0", linewidth=0.8)
+    ax.set_axisbelow(True)
+    ax.set_xlabel("accuracy of the decisions made at the node")
+    ax.set_ylabel("node (graded steps)")
+    ax.set_title("Per-node accuracy")
+    fig.legend(loc="outside lower center", ncols=2)
+    return fig
+
+
+def plot_compounding(s: RunSummary) -> Figure | None:
+    if s.predicted_success is None or s.observed_success is None:
+        return None
+    labels = ["end-to-end success"]
+    pred = [s.predicted_success]
+    obs = [s.observed_success]
+    ind = s.reliability.independence if s.reliability else None
+    if ind is not None:
+        labels.append("no node erred")
+        pred.append(ind.predicted)
+        obs.append(ind.observed)
+    fig, ax = _figure(6.4, 3.4)
+    x = np.arange(len(labels))
+    w = 0.36
+    b1 = ax.bar(x - w / 2, pred, w, color="#bfdbfe", edgecolor=BLUE,
+                label="predicted if errors were independent")
+    b2 = ax.bar(x + w / 2, obs, w, color=BLUE, label="observed")
+    if s.success.lo is not None and s.success.hi is not None:  # Wilson CI of the observed
+        ax.errorbar([x[0] + w / 2], [obs[0]], capsize=4, color=INK, linewidth=1.2,
+                    yerr=[[max(0.0, obs[0] - s.success.lo)], [max(0.0, s.success.hi - obs[0])]])
+    for bars in (b1, b2):
+        ax.bar_label(bars, labels=[_pct(v) for v in bars.datavalues], padding=3, fontsize=8.5)
+    ax.set_xticks(x, labels)
+    ax.set_ylim(0, 1.15)
+    ax.yaxis.set_major_formatter(lambda v, _: f"{100 * v:.0f}%")
+    ax.set_ylabel("share of episodes")
+    ax.set_xlabel("outcome")
+    ax.set_title("Predicted vs observed success")
+    ax.legend(loc="upper right", ncols=2)
+    return fig
+
+
+def _horizon_axes(ax: Axes, h: HorizonFits) -> None:
+    t_km = np.asarray(h.km_t, dtype=float)
+    s_km = np.asarray(h.km_s, dtype=float)
+    marks = [x for x in (h.exponential_t50, h.weibull_t50) if x is not None and math.isfinite(x)]
+    t_max = max([*t_km.tolist(), *marks, 1.0]) * 1.25
+    t = np.linspace(0, t_max, 240)
+    ax.step(np.r_[0.0, t_km], np.r_[1.0, s_km], where="post", color=INK, linewidth=2,
+            label=f"Kaplan–Meier ({h.events} errors, {h.censored} censored)")
+    if h.exponential_lambda is not None:
+        ax.plot(t, exponential_survival(t, h.exponential_lambda), color=BLUE, linewidth=1.6,
+                label=f"exponential: T50 {_num(h.exponential_t50, '.1f')}, "
+                      f"T80 {_num(h.exponential_t80, '.1f')}")
+        _mark(ax, h.exponential_t50, 0.5, BLUE)
+        _mark(ax, h.exponential_t80, 0.8, BLUE)
+    if h.weibull_k is not None and h.weibull_eta is not None:
+        ax.plot(t, weibull_survival(t, h.weibull_eta, h.weibull_k), color=ORANGE,
+                linewidth=1.6, linestyle="--",
+                label=f"Weibull k={h.weibull_k:.2f}: T50 {_num(h.weibull_t50, '.1f')}, "
+                      f"T80 {_num(h.weibull_t80, '.1f')}")
+        _mark(ax, h.weibull_t50, 0.5, ORANGE)
+        _mark(ax, h.weibull_t80, 0.8, ORANGE)
+    for q in (0.5, 0.8):
+        ax.axhline(q, color="#cbd5e1", linewidth=0.8, zorder=0)
+        ax.text(t_max, q, f" {100 * q:.0f}%", va="center", ha="left", fontsize=8, color=GREY)
+    ax.set_xlim(0, t_max)
+    ax.set_ylim(0, 1.04)
+    ax.yaxis.set_major_formatter(lambda v, _: f"{100 * v:.0f}%")
+    ax.set_xlabel(h.unit + " into the episode")
+    ax.set_ylabel("P(no error yet)")
+    ax.legend(loc="upper right")
+
+
+def _mark(ax: Axes, t: float | None, q: float, color: str) -> None:
+    if t is not None and math.isfinite(t):
+        ax.plot([t, t], [0, q], color=color, linewidth=0.9, linestyle=":")
+        ax.plot([t], [q], marker="o", ms=4.5, color=color)
+
+
+def plot_horizon(h: HorizonFits | None) -> Figure | None:
+    if h is None or not h.km_t:
+        return None
+    fig, ax = _figure(6.4, 3.6)
+    _horizon_axes(ax, h)
+    ax.set_title(f"Success vs horizon ({h.unit})")
+    return fig
+
+
+def plot_policies(s: RunSummary) -> Figure | None:
+    pts = [p for p in s.policies if p.success is not None]
+    if not pts:
+        return None
+    fig, ax = _figure(6.4, 3.8)
+    for p in pts:
+        lo = p.success if p.success_lo is None else p.success_lo
+        hi = p.success if p.success_hi is None else p.success_hi
+        ax.errorbar([p.human_minutes_per_episode], [p.success], fmt="o", ms=7, capsize=3,
+                    yerr=[[max(0.0, p.success - lo)], [max(0.0, hi - p.success)]],
+                    color=BLUE if p.on_frontier else GREY,
+                    mfc=BLUE if p.on_frontier else "white", mew=1.5)
+        ax.annotate(p.policy, (p.human_minutes_per_episode, p.success), xytext=(7, 5),
+                    textcoords="offset points", fontsize=8.5)
+    front = sorted((p for p in pts if p.on_frontier), key=lambda p: p.human_minutes_per_episode)
+    if len(front) > 1:
+        ax.plot([p.human_minutes_per_episode for p in front], [p.success for p in front],
+                color=BLUE, linewidth=1.2, zorder=0, label="frontier")
+        ax.legend(loc="lower right")
+    xmax = max(p.human_minutes_per_episode for p in pts)
+    ax.set_xlim(-0.05 * max(xmax, 0.1), max(xmax, 0.1) * 1.3)
+    ax.yaxis.set_major_formatter(lambda v, _: f"{100 * v:.0f}%")
+    ax.set_xlabel("human minutes per episode")
+    ax.set_ylabel("success (95% CI)")
+    ax.set_title("Checkpoint policies: success vs human time")
+    return fig
+
+
+def plot_confusion(s: RunSummary) -> Figure | None:
+    if s.reliability is None:
+        return None
+    e = s.reliability.escalation
+    counts = np.array([[e.tp, e.fp], [e.fn, e.tn]], dtype=float)
+    if counts.sum() == 0:
+        return None
+    col = counts.sum(axis=0, keepdims=True)
+    share = np.divide(counts, col, out=np.zeros_like(counts), where=col > 0)
+    fig, ax = _figure(4.6, 3.6)
+    im = ax.imshow(share, cmap="Blues", vmin=0, vmax=1)
+    names = [["TP", "FP"], ["FN", "TN"]]
+    for i in range(2):
+        for j in range(2):
+            ax.text(j, i, f"{names[i][j]} {int(counts[i, j])}\n{_pct(share[i, j], 0)}",
+                    ha="center", va="center", fontsize=9,
+                    color="white" if share[i, j] > 0.6 else INK)
+    ax.set_xticks([0, 1], ["help needed", "not needed"])
+    ax.set_yticks([0, 1], ["asked", "did not ask"])
+    ax.set_xlabel("did the step need a human?")
+    ax.set_ylabel("what the agent did")
+    ax.spines[:].set_visible(False)
+    fig.colorbar(im, ax=ax, shrink=0.8, label="share of the column",
+                 format=lambda v, _: f"{100 * v:.0f}%")
+    ax.set_title("Escalation: asked vs needed")
+    return fig
+
+
+def plot_risk_coverage(s: RunSummary) -> Figure | None:
+    if s.reliability is None or not s.reliability.escalation.risk_coverage:
+        return None
+    e = s.reliability.escalation
+    cov, risk = np.array(e.risk_coverage, dtype=float).T
+    fig, ax = _figure(4.6, 3.6)
+    ax.plot(cov, risk, color=BLUE, linewidth=1.8, marker="o", ms=2.5)
+    ax.axhline(risk[-1], color=GREY, linestyle=":", linewidth=1,
+               label=f"error rate of all decisions ({_pct(risk[-1])})")
+    ax.set_xlim(0, 1.02)
+    ax.set_ylim(0, max(float(risk.max()) * 1.15, 0.05))
+    ax.xaxis.set_major_formatter(lambda v, _: f"{100 * v:.0f}%")
+    ax.yaxis.set_major_formatter(lambda v, _: f"{100 * v:.0f}%")
+    ax.set_xlabel("coverage: most confident decisions kept")
+    ax.set_ylabel("risk: error rate among them")
+    ax.set_title("Confidence: risk vs coverage")
+    ax.legend(loc="upper left")
+    return fig
+
+
+def _propagation_view(p: Propagation) -> tuple[list[int], list[int]]:
+    """Rows (upstream) and columns (downstream) worth showing: those with a conditional
+    probability given an upstream error, else those with any value at all."""
+    n = len(p.nodes)
+    rows = [i for i in range(n) if any(v is not None for v in p.given_wrong[i])]
+    cols = [j for j in range(n) if any(p.given_wrong[i][j] is not None for i in rows)]
+    if rows and cols:
+        return rows, cols
+    rows = [i for i in range(n) if any(v is not None for v in p.given_right[i])]
+    cols = [j for j in range(n) if any(p.given_right[i][j] is not None for i in rows)]
+    return rows, cols
+
+
+def plot_propagation(s: RunSummary) -> Figure | None:
+    p = s.reliability.propagation if s.reliability else None
+    if p is None:
+        return None
+    rows, cols = _propagation_view(p)
+    if not rows or not cols:
+        return None
+    gw = np.array([[np.nan if p.given_wrong[i][j] is None else p.given_wrong[i][j]
+                    for j in cols] for i in rows], dtype=float)
+    fig, ax = _figure(1.8 + 1.05 * len(cols), 1.5 + 0.62 * len(rows))
+    im = ax.imshow(np.ma.masked_invalid(gw), cmap="Reds", vmin=0, vmax=1, aspect="auto")
+    ax.set_facecolor("#f1f5f9")  # cells with too few episodes
+    for a, i in enumerate(rows):
+        for b, j in enumerate(cols):
+            w, r = p.given_wrong[i][j], p.given_right[i][j]
+            if w is None and r is None:
+                continue
+            txt = f"{_pct(w, 0)}\n({_pct(r, 0)})"
+            ax.text(b, a, txt, ha="center", va="center", fontsize=8.5,
+                    color="white" if w is not None and w > 0.6 else INK)
+    ax.set_xticks(range(len(cols)), [p.nodes[j] for j in cols], rotation=25, ha="right")
+    ax.set_yticks(range(len(rows)), [p.nodes[i] for i in rows])
+    ax.set_xlabel("downstream node")
+    ax.set_ylabel("upstream node")
+    ax.spines[:].set_visible(False)
+    fig.colorbar(im, ax=ax, shrink=0.85, label="P(downstream wrong | upstream wrong)",
+                 format=lambda v, _: f"{100 * v:.0f}%")
+    ax.set_title("Error propagation")
+    return fig
+
+
+def plot_workflow(s: RunSummary) -> Figure | None:
+    m = s.reliability.markov if s.reliability else None
+    if m is None or not m.edges:
+        return None
+    acc = {n.node: n.accuracy.rate for n in s.nodes if n.accuracy.rate is not None}
+    terminal = {"Success", "Fail"}
+    g = nx.DiGraph()
+    for a, b, p in m.edges:
+        g.add_edge(a, b, p=p)
+    layer = _layers(m.edges, m.start)
+    last = max((v for k, v in layer.items() if k not in terminal), default=0) + 1
+    for n in g.nodes:
+        g.nodes[n]["layer"] = last if n in terminal else layer.get(n, last - 1)
+    pos = nx.multipartite_layout(g, subset_key="layer", align="vertical", scale=1.0)
+    if terminal <= set(pos):  # Success above Fail
+        (xs, ys), (xf, yf) = pos["Success"], pos["Fail"]
+        pos["Success"], pos["Fail"] = (xs, max(ys, yf)), (xf, min(ys, yf))
+    width = max(6.0, 1.45 * (last + 1))
+    height = max(3.2, 1.3 * max(np.bincount([g.nodes[n]["layer"] for n in g.nodes])))
+    fig, ax = _figure(min(width, 10.5), min(height, 7.0))
+    cmap = matplotlib.colormaps["RdYlGn"]
+    norm = Normalize(vmin=min(0.5, min(acc.values(), default=1.0)), vmax=1.0)
+    inner = [n for n in g.nodes if n not in terminal]
+    colors = [cmap(norm(acc[n])) if n in acc else "#e2e8f0" for n in inner]
+    size = 1100
+    nx.draw_networkx_nodes(g, pos, nodelist=inner, node_color=colors, node_size=size,
+                           edgecolors=INK, linewidths=1.0, ax=ax)
+    ends = [n for n in ("Success", "Fail") if n in g]
+    nx.draw_networkx_nodes(g, pos, nodelist=ends, node_shape="s", node_size=size * 1.1,
+                           node_color="white", linewidths=2.5, ax=ax,
+                           edgecolors=[GREEN if n == "Success" else RED for n in ends])
+    widths = [0.6 + 4.0 * d["p"] for _, _, d in g.edges(data=True)]
+    nx.draw_networkx_edges(g, pos, width=widths, edge_color="#64748b", arrowsize=12,
+                           node_size=size, connectionstyle="arc3,rad=0.12", ax=ax,
+                           alpha=0.85)
+    labels = {(a, b): f"{100 * d['p']:.0f}%" for a, b, d in g.edges(data=True)
+              if d["p"] < 0.995 and a != b}
+    nx.draw_networkx_edge_labels(g, pos, edge_labels=labels, font_size=7.5, ax=ax,
+                                 connectionstyle="arc3,rad=0.12",
+                                 bbox={"boxstyle": "round,pad=0.15", "fc": "white",
+                                       "ec": "none", "alpha": 0.85})
+    for n in g.nodes:
+        x, y = pos[n]
+        inside = ""
+        if n in terminal:
+            inside = f"{100 * m.p_success:.0f}%" if n == "Success" else \
+                f"{100 * (1 - m.p_success):.0f}%"
+        elif n in acc:
+            inside = f"{100 * acc[n]:.0f}%"
+        fill = cmap(norm(acc[n])) if n in acc and n not in terminal else (1.0, 1.0, 1.0)
+        dark = 0.299 * fill[0] + 0.587 * fill[1] + 0.114 * fill[2] < 0.5
+        ax.text(x, y, inside, ha="center", va="center", fontsize=7.5, fontweight="bold",
+                color="white" if dark else INK)
+        loop = g.has_edge(n, n)
+        label = n + (f"\n↻ {100 * g[n][n]['p']:.0f}%" if loop else "")
+        ax.annotate(label, (x, y), xytext=(0, -19), textcoords="offset points", ha="center",
+                    va="top", fontsize=8.5)
+    ax.margins(x=0.08, y=0.22)
+    ax.set_axis_off()
+    fig.colorbar(ScalarMappable(norm=norm, cmap=cmap), ax=ax, shrink=0.7, pad=0.02,
+                 label="node accuracy (clean prefix)", format=lambda v, _: f"{100 * v:.0f}%")
+    ax.set_title(f"Workflow from {m.start}: P(success) {_pct(m.p_success)}, "
+                 f"{m.total_steps:.1f} expected steps")
+    return fig
+
+
+# --------------------------------------------------------------------------------------------
+# page
+
+
+def _plot(pid: str, title: str, caption: str, make: Callable[[], Figure | None]
+          ) -> Plot | None:
+    """Draw one plot; a failure costs that plot, never the whole report."""
+    try:
+        with matplotlib.rc_context(_RC):
+            fig = make()
+            if fig is None:
+                return None
+            return Plot(pid, title, caption, svg=_svg(fig, pid, title))
+    except Exception as e:  # noqa: BLE001 — the rest of the report is still worth writing
+        log.warning("HTML report: plot %s failed: %s", pid, e, exc_info=True)
+        return Plot(pid, title, caption, error=f"{type(e).__name__}: {e}")
+
+
+def _lift_caption(s: RunSummary) -> str:
+    ind = s.reliability.independence if s.reliability else None
+    base = ("Left: predicted = product of the clean-prefix node accuracies (raised to the "
+            "visits per episode); observed with its 95% CI. ")
+    if ind is None or ind.lift.estimate is None:
+        if s.predicted_success:
+            return base + (f"Ratio observed/predicted "
+                           f"{s.observed_success / s.predicted_success:.2f}.")
+        return base
+    ci = (f" [{ind.lift.lo:.2f}, {ind.lift.hi:.2f}]" if ind.lift.lo is not None
+          and ind.lift.hi is not None else "")
+    meaning = ("errors cluster in the same episodes (they propagate or share a cause)"
+               if ind.correlated and ind.lift.estimate > 1 else
+               "errors spread across episodes" if ind.correlated else
+               "consistent with independent errors")
+    return base + (f"Right: episodes with no node error, observed vs product of node "
+                   f"marginals — lift {ind.lift.estimate:.2f}{ci} (95% CI resampling "
+                   f"{ind.clustered_by}s): {meaning}.")
+
+
+def _horizon_caption(h: HorizonFits) -> str:
+    txt = (f"Black: share of episodes with no error yet after t {h.unit} (Kaplan–Meier, "
+           "episodes that ended cleanly are censored); coloured: fitted survival curves, "
+           "dots mark where each falls to 80% and 50% (T80, T50).")
+    if h.weibull_k is not None:
+        trend = "falls" if h.weibull_k < 1 else "rises"
+        txt += f" Weibull k = {h.weibull_k:.2f}: the hazard {trend} as the episode goes on."
+    if h.note:
+        txt += f" {h.note}."
+    return txt
+
+
+def _headline(s: RunSummary) -> TableData:
+    reasons = ", ".join(f"{k} {v}" for k, v in sorted(s.end_reasons.items()))
+    rows: list[list[str]] = [
+        ["episodes", f"{s.episodes} ({reasons})"],
+        ["success (Wilson 95% CI)", _prop(s.success)],
+    ]
+    if s.errors:
+        rows.append(["infrastructure errors", f"{s.errors} episode(s) not scored"])
+    if s.predicted_success is not None and s.observed_success is not None:
+        rows.append(["predicted from node accuracies", _pct(s.predicted_success)])
+    r = s.reliability
+    if r is not None and r.independence is not None and r.independence.lift.estimate is not None:
+        li = r.independence.lift
+        rows.append(["independence lift (95% CI)",
+                     f"{li.estimate:.2f} [{_num(li.lo)}, {_num(li.hi)}]"])
+    if r is not None and r.markov is not None:
+        rows.append(["expected steps per episode", f"{r.markov.total_steps:.1f}"])
+    e = s.escalation
+    rows.append(["asked for help", f"{e.asks} ({e.asks_needed} where needed; "
+                 f"{e.needed_not_asked} needed but not asked)"])
+    if e.reviews:
+        rows.append(["checkpoint reviews", f"{e.reviews} ({e.denials} denied)"])
+    rows.append(["human time", f"{e.human_seconds / 60:.1f} min"])
+    if s.failed_without_graded_error:
+        rows.append(["failed with no graded error", str(s.failed_without_graded_error)])
+    if s.user_fault_failures:
+        rows.append(["failures caused by the simulated user", str(s.user_fault_failures)])
+    return _table(["measure", "value"], rows)
+
+
+def _findings(s: RunSummary) -> list[str]:
+    """The few sentences a reader should take away, in order of importance."""
+    out = []
+    rated = [n for n in s.nodes if n.accuracy.rate is not None and n.accuracy.rate < 1]
+    if rated:
+        w = min(rated, key=lambda n: n.accuracy.rate or 0.0)
+        out.append(f"Weakest decision: {w.node}, right {_pct(w.accuracy.rate)} of the time "
+                   f"given a clean prefix ({w.first_errors} episode(s) first went wrong there).")
+    r = s.reliability
+    if r is not None and r.blame:
+        top, share = next(iter(r.blame.items()))
+        out.append(f"{top} carries {100 * share:.0f}% of the blame for lost success.")
+    if r is not None and r.propagation and r.propagation.strongest:
+        out.append("Propagation: " + r.propagation.strongest[0] + ".")
+    if r is not None and (r.escalation.tp + r.escalation.fp + r.escalation.fn):
+        out.append(r.escalation.verdict)
+    return out
+
+
+def build_context(s: RunSummary, created_at: str = "") -> dict[str, Any]:
+    r = s.reliability
+    failed = s.success.n - s.success.k
+    ctx: dict[str, Any] = {"s": s, "created_at": created_at, "headline": _headline(s),
+                           "findings": _findings(s)}
+
+    if len(s.by_scenario) > 0:
+        ctx["by_scenario"] = _table(
+            ["scenario", "success (Wilson 95% CI)", "infra errors"],
+            [[x.scenario, _prop(x.success), x.errors] for x in s.by_scenario], [2])
+    if s.trials and max(t.k for t in s.trials) > 1:
+        cap = ""
+        if r is not None and r.trials is not None:
+            t = r.trials
+            cap = (f"At k = {t.k}, 95% CI over tasks: pass@k {_num(t.pass_at_k.estimate, '.3f')}"
+                   f" [{_num(t.pass_at_k.lo, '.3f')}, {_num(t.pass_at_k.hi, '.3f')}], pass^k "
+                   f"{_num(t.pass_hat_k.estimate, '.3f')} [{_num(t.pass_hat_k.lo, '.3f')}, "
+                   f"{_num(t.pass_hat_k.hi, '.3f')}]. pass@k: at least one of k trials "
+                   "succeeds; pass^k: all k do (the reliability a user sees).")
+        ctx["trials"] = _table(["k", "pass@k", "pass^k", "tasks"],
+                               [[t.k, f"{t.pass_at_k:.3f}", f"{t.pass_hat_k:.3f}", t.tasks]
+                                for t in s.trials], [0, 1, 2, 3], cap)
+
+    blame = r.blame if r is not None else {}
+    order = {n: i for i, n in enumerate(_node_order(s))}
+    ctx["nodes"] = _table(
+        ["node", "accuracy, clean prefix (95% CI)", "marginal", "visits/ep", "first errors",
+         "blame"],
+        [[n.node, _prop(n.accuracy), _pct(n.marginal.rate), f"{n.visits_per_episode:.2f}",
+          n.first_errors, _pct(blame.get(n.node), 0) if n.node in blame else ""]
+         for n in sorted(s.nodes, key=lambda n: order.get(n.node, 0))], [2, 3, 4, 5]
+    ) if s.nodes else None
+
+    if failed:
+        rows = [[node, c, _pct(c / failed, 0)] for node, c in s.first_error_nodes.items()]
+        if s.failed_without_graded_error:
+            rows.append(["(no graded error)", s.failed_without_graded_error,
+                         _pct(s.failed_without_graded_error / failed, 0)])
+        cap = ""
+        de = s.decisive_errors
+        if de is not None:
+            cap = (f"Counterfactual replay of {de.attributed} failures found a single decisive "
+                   f"correction in {de.found}: " + ", ".join(f"{k} {v}" for k, v in
+                                                             de.by_node.items())
+                   + f"; the first error was the decisive one in {de.first_is_decisive}.")
+        ctx["first_errors"] = _table(["node", "failed episodes", "share of failures"], rows,
+                                     [1, 2], cap)
+
+    if r is not None:
+        e = r.escalation
+        ctx["verdict"] = e.verdict
+        ctx["escalation"] = _table(["measure", "value"], [
+            ["asked where needed (TP)", e.tp], ["asked, not needed (FP)", e.fp],
+            ["needed, not asked (FN)", e.fn], ["not needed, not asked (TN)", e.tn],
+            ["precision / recall / Ask-F1",
+             f"{_num(e.precision)} / {_num(e.recall)} / {_num(e.f1)}"],
+            ["over- / under-escalation", f"{_num(e.over_escalation)} / "
+                                         f"{_num(e.under_escalation)}"],
+            ["steps needing help", _pct(e.help_rate)],
+            *([["confidence AURC (excess)", f"{e.aurc:.3f} ({_num(e.e_aurc, '.3f')})"]]
+              if e.aurc is not None else []),
+        ], [1])
+        ctx["escalation_cost"] = _table(
+            ["strategy", "cost"],
+            [["this agent", f"{e.cost_agent:g}"], ["never ask", f"{e.cost_never_ask:g}"],
+             ["always ask", f"{e.cost_always_ask:g}"], ["oracle", f"{e.cost_oracle:g}"]], [1],
+            f"Cost = {e.cost_per_ask:g} per request for help + {e.cost_per_error:g} per "
+            f"needed-but-unasked step. Regret {_num(e.regret)} (0 = oracle, 1 = the better "
+            "of never/always asking).")
+    esc = s.escalation
+    if esc.reviews:
+        ctx["reviews"] = _table(["checkpoint reviews", "count"], [
+            ["reviews", esc.reviews], ["denied", esc.denials],
+            ["wrong decisions approved", esc.wrong_approved],
+            ["right decisions denied", esc.right_denied]], [1])
+    if s.policies:
+        ctx["policies"] = _table(
+            ["policy", "episodes", "success (95% CI)", "reviews/ep", "human min/ep", "aborted",
+             "frontier"],
+            [[p.policy, p.episodes, "–" if p.success is None else
+              f"{_pct(p.success)} [{_pct(p.success_lo)}, {_pct(p.success_hi)}]",
+              f"{p.reviews_per_episode:.2f}", f"{p.human_minutes_per_episode:.2f}", p.aborted,
+              "★" if p.on_frontier else ""] for p in s.policies], [1, 3, 4, 5])
+    names = {"episode_wall_ms": "episode wall time (ms)",
+             "episode_sim_seconds": "episode simulated time (s)",
+             "episode_steps": "steps per episode", "episode_cost": "cost per episode",
+             "step_harness_us": "harness time per step (µs)"}
+    ctx["latency"] = _table(["measure", "P50", "P90", "P99"],
+                            [[names.get(k, k), _g(p.p50), _g(p.p90), _g(p.p99)]
+                             for k, p in s.latency.items()], [1, 2, 3]) if s.latency else None
+    if r is not None and r.propagation is not None:
+        ctx["propagation_lines"] = r.propagation.strongest
+    ctx["horizon_notes"] = [f"{h.unit}: {h.note}" for h in (r.horizon_steps, r.horizon_time)
+                            if h is not None and not h.km_t and h.note] if r else []
+
+    ctx["plots"] = _plots(s)
+    return ctx
+
+
+def _plots(s: RunSummary) -> dict[str, Plot]:
+    r = s.reliability
+    specs: list[tuple[str, str, str, Callable[[], Figure | None]]] = [
+        ("node-accuracy", "Per-node accuracy",
+         "Each row is a decision node. Blue dot: accuracy when no earlier step of the episode "
+         "had failed, with its 95% Wilson interval; orange diamond: accuracy over every visit. "
+         "A diamond left of the dot means the node inherits errors from upstream.",
+         lambda: plot_node_accuracy(s)),
+        ("workflow", "Workflow graph",
+         "The agent's workflow as observed: arrows are transitions, thicker = likelier "
+         "(labels give the probability); node colour is its accuracy, red = error-prone; the "
+         "Success/Fail squares show where episodes end.", lambda: plot_workflow(s)),
+        ("compounding", "Predicted vs observed success", _lift_caption(s),
+         lambda: plot_compounding(s)),
+        ("propagation", "Error propagation",
+         "Row: a node that erred upstream; column: a node after it. Colour and top number: "
+         "P(downstream wrong | upstream wrong); in brackets: P(downstream wrong | upstream "
+         "right). A large gap means errors propagate. Blank: fewer than 5 episodes.",
+         lambda: plot_propagation(s)),
+        ("escalation", "Escalation confusion matrix",
+         "Rows: whether the agent asked a human; columns: whether the step needed one. "
+         "Dark cells on the diagonal (TP, TN) are good; FN is under-escalation, FP "
+         "over-escalation. Colour is the share of the column.", lambda: plot_confusion(s)),
+        ("risk-coverage", "Risk vs coverage",
+         "Decisions sorted by the agent's stated confidence: keeping the most confident "
+         "share (x), the line is the error rate among them (y). Low on the left means the "
+         "confidence is a useful signal for when to ask." + (
+             f" AURC {r.escalation.aurc:.3f}, excess {r.escalation.e_aurc:.3f}."
+             if r is not None and r.escalation.aurc is not None
+             and r.escalation.e_aurc is not None else ""),
+         lambda: plot_risk_coverage(s)),
+        ("policies", "Checkpoint policy frontier",
+         "Each point is a checkpoint policy run on the same seeds: success (95% CI) against "
+         "human minutes per episode. Filled points are on the frontier: no other policy is "
+         "both as good and cheaper.", lambda: plot_policies(s)),
+    ]
+    if r is not None:
+        for key, h in (("horizon-steps", r.horizon_steps), ("horizon-time", r.horizon_time)):
+            if h is not None:
+                specs.append((key, f"Success vs horizon ({h.unit})", _horizon_caption(h),
+                              lambda h=h: plot_horizon(h)))
+    out = {}
+    for pid, title, caption, make in specs:
+        p = _plot(pid, title, caption, make)
+        if p is not None:
+            out[pid] = p
+    return out
+
+
+_ENV = Environment(loader=PackageLoader("trialrun", "templates"), autoescape=True,
+                   trim_blocks=True, lstrip_blocks=True)
+
+
+def render_html(s: RunSummary, created_at: str = "") -> str:
+    """The page for a run summary, as one string."""
+    ctx = build_context(s, created_at)
+    return _ENV.get_template("report.html.j2").render(**ctx)
+
+
+def write_html(store: Store, run_id: str, path: str | Path) -> Path:
+    """Summarise a stored run and write its self-contained HTML report to `path`."""
+    from trialrun.analysis.data import load_run
+    from trialrun.analysis.summary import summarize
+
+    t0 = time.perf_counter()
+    data = load_run(store, run_id)
+    run = store.get_run(run_id)
+    html = render_html(summarize(data), created_at=run.created_at)
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(html, encoding="utf-8")
+    log.debug("HTML report for %s written in %.2f s", run_id, time.perf_counter() - t0)
+    return path
