@@ -37,7 +37,7 @@ from trialrun.store import Store
 
 log = logging.getLogger(__name__)
 
-# Palette shared by the plots and the page's CSS.
+# Palette: the same colours as the page's CSS variables.
 BLUE, ORANGE, GREEN, RED, GREY, INK = (
     "#2563eb", "#ea580c", "#16a34a", "#dc2626", "#94a3b8", "#1e293b")
 FONT = ["DejaVu Sans", "Helvetica", "Arial", "sans-serif"]
@@ -94,6 +94,15 @@ def _g(x: float | None) -> str:
     if x is None or not math.isfinite(x):
         return "–"
     return f"{x:.0f}" if abs(x) >= 100 else f"{x:.1f}" if abs(x) >= 10 else f"{x:.2f}"
+
+
+def _share(x: float) -> str:
+    """A probability in few characters that still tells 99.7% from 100% and 0.3% from 0."""
+    if 0 < x < 0.005:
+        return "<1%"
+    if 0.99 <= x < 0.9995 or 0.0005 <= x < 0.01:
+        return f"{100 * x:.1f}%"
+    return f"{100 * x:.0f}%"
 
 
 def _prop(p: Proportion) -> str:
@@ -228,14 +237,17 @@ def plot_compounding(s: RunSummary) -> Figure | None:
     fig, ax = _figure(6.4, 3.4)
     x = np.arange(len(labels))
     w = 0.36
-    b1 = ax.bar(x - w / 2, pred, w, color="#bfdbfe", edgecolor=BLUE,
-                label="predicted if errors were independent")
-    b2 = ax.bar(x + w / 2, obs, w, color=BLUE, label="observed")
+    ax.bar(x - w / 2, pred, w, color="#bfdbfe", edgecolor=BLUE,
+           label="predicted if errors were independent")
+    ax.bar(x + w / 2, obs, w, color=BLUE, label="observed")
     if s.success.lo is not None and s.success.hi is not None:  # Wilson CI of the observed
         ax.errorbar([x[0] + w / 2], [obs[0]], capsize=4, color=INK, linewidth=1.2,
                     yerr=[[max(0.0, obs[0] - s.success.lo)], [max(0.0, s.success.hi - obs[0])]])
-    for bars in (b1, b2):
-        ax.bar_label(bars, labels=[_pct(v) for v in bars.datavalues], padding=3, fontsize=8.5)
+    tops = [*pred, *obs]
+    if s.success.hi is not None:
+        tops[len(pred)] = max(obs[0], s.success.hi)  # the label sits above the CI's cap
+    for xi, v, top in zip([*(x - w / 2), *(x + w / 2)], [*pred, *obs], tops, strict=True):
+        ax.text(xi, top + 0.015, _pct(v), ha="center", va="bottom", fontsize=8.5)
     ax.set_xticks(x, labels)
     ax.set_ylim(0, 1.15)
     ax.yaxis.set_major_formatter(lambda v, _: f"{100 * v:.0f}%")
@@ -246,50 +258,69 @@ def plot_compounding(s: RunSummary) -> Figure | None:
     return fig
 
 
-def _horizon_axes(ax: Axes, h: HorizonFits) -> None:
+def _time_scale(h: HorizonFits, t_max: float) -> tuple[float, str]:
+    """Divisor and unit name that keep a horizon's numbers readable (days, not 10⁷ s)."""
+    if h.unit != "simulated seconds":
+        return 1.0, h.unit
+    for div, name in ((86400.0, "simulated days"), (3600.0, "simulated hours"),
+                      (60.0, "simulated minutes")):
+        if t_max >= 3 * div:
+            return div, name
+    return 1.0, h.unit
+
+
+def _horizon_axes(ax: Axes, h: HorizonFits) -> str:
+    """Draw the survival plot; returns the unit its x axis is in."""
     t_km = np.asarray(h.km_t, dtype=float)
     s_km = np.asarray(h.km_s, dtype=float)
     marks = [x for x in (h.exponential_t50, h.weibull_t50) if x is not None and math.isfinite(x)]
-    t_max = max([*t_km.tolist(), *marks, 1.0]) * 1.25
-    t = np.linspace(0, t_max, 240)
-    ax.step(np.r_[0.0, t_km], np.r_[1.0, s_km], where="post", color=INK, linewidth=2,
+    t_max = max([*t_km.tolist(), *marks, 1e-9]) * 1.25
+    div, unit = _time_scale(h, t_max)
+    t = np.linspace(0, t_max, 240)  # fits are evaluated in the stored unit, drawn in `unit`
+    ax.step(np.r_[0.0, t_km] / div, np.r_[1.0, s_km], where="post", color=INK, linewidth=2,
             label=f"Kaplan–Meier ({h.events} errors, {h.censored} censored)")
+
+    def fmt(x: float | None) -> str:
+        return _g(None if x is None else x / div)
+
     if h.exponential_lambda is not None:
-        ax.plot(t, exponential_survival(t, h.exponential_lambda), color=BLUE, linewidth=1.6,
-                label=f"exponential: T50 {_num(h.exponential_t50, '.1f')}, "
-                      f"T80 {_num(h.exponential_t80, '.1f')}")
-        _mark(ax, h.exponential_t50, 0.5, BLUE)
-        _mark(ax, h.exponential_t80, 0.8, BLUE)
+        ax.plot(t / div, exponential_survival(t, h.exponential_lambda), color=BLUE,
+                linewidth=1.6, label=f"exponential: T50 {fmt(h.exponential_t50)}, "
+                                     f"T80 {fmt(h.exponential_t80)}")
+        _mark(ax, h.exponential_t50, 0.5, BLUE, div)
+        _mark(ax, h.exponential_t80, 0.8, BLUE, div)
     if h.weibull_k is not None and h.weibull_eta is not None:
-        ax.plot(t, weibull_survival(t, h.weibull_eta, h.weibull_k), color=ORANGE,
+        ax.plot(t / div, weibull_survival(t, h.weibull_eta, h.weibull_k), color=ORANGE,
                 linewidth=1.6, linestyle="--",
-                label=f"Weibull k={h.weibull_k:.2f}: T50 {_num(h.weibull_t50, '.1f')}, "
-                      f"T80 {_num(h.weibull_t80, '.1f')}")
-        _mark(ax, h.weibull_t50, 0.5, ORANGE)
-        _mark(ax, h.weibull_t80, 0.8, ORANGE)
+                label=f"Weibull k={h.weibull_k:.2f}: T50 {fmt(h.weibull_t50)}, "
+                      f"T80 {fmt(h.weibull_t80)}")
+        _mark(ax, h.weibull_t50, 0.5, ORANGE, div)
+        _mark(ax, h.weibull_t80, 0.8, ORANGE, div)
     for q in (0.5, 0.8):
         ax.axhline(q, color="#cbd5e1", linewidth=0.8, zorder=0)
-        ax.text(t_max, q, f" {100 * q:.0f}%", va="center", ha="left", fontsize=8, color=GREY)
-    ax.set_xlim(0, t_max)
+        ax.text(t_max / div, q, f" {100 * q:.0f}%", va="center", ha="left", fontsize=8,
+                color=GREY)
+    ax.set_xlim(0, t_max / div)
     ax.set_ylim(0, 1.04)
     ax.yaxis.set_major_formatter(lambda v, _: f"{100 * v:.0f}%")
-    ax.set_xlabel(h.unit + " into the episode")
+    ax.set_xlabel(unit + " into the episode")
     ax.set_ylabel("P(no error yet)")
     ax.legend(loc="upper right")
+    return unit
 
 
-def _mark(ax: Axes, t: float | None, q: float, color: str) -> None:
+def _mark(ax: Axes, t: float | None, q: float, color: str, div: float) -> None:
     if t is not None and math.isfinite(t):
-        ax.plot([t, t], [0, q], color=color, linewidth=0.9, linestyle=":")
-        ax.plot([t], [q], marker="o", ms=4.5, color=color)
+        ax.plot([t / div, t / div], [0, q], color=color, linewidth=0.9, linestyle=":")
+        ax.plot([t / div], [q], marker="o", ms=4.5, color=color)
 
 
 def plot_horizon(h: HorizonFits | None) -> Figure | None:
     if h is None or not h.km_t:
         return None
     fig, ax = _figure(6.4, 3.6)
-    _horizon_axes(ax, h)
-    ax.set_title(f"Success vs horizon ({h.unit})")
+    unit = _horizon_axes(ax, h)
+    ax.set_title(f"Success vs horizon ({unit})")
     return fig
 
 
@@ -325,9 +356,9 @@ def plot_confusion(s: RunSummary) -> Figure | None:
     if s.reliability is None:
         return None
     e = s.reliability.escalation
-    counts = np.array([[e.tp, e.fp], [e.fn, e.tn]], dtype=float)
-    if counts.sum() == 0:
+    if e.tp + e.fp + e.fn == 0:  # nobody asked, nothing needed help: nothing to show
         return None
+    counts = np.array([[e.tp, e.fp], [e.fn, e.tn]], dtype=float)
     col = counts.sum(axis=0, keepdims=True)
     share = np.divide(counts, col, out=np.zeros_like(counts), where=col > 0)
     fig, ax = _figure(4.6, 3.6)
@@ -389,6 +420,9 @@ def plot_propagation(s: RunSummary) -> Figure | None:
     rows, cols = _propagation_view(p)
     if not rows or not cols:
         return None
+    rank = {n: i for i, n in enumerate(_node_order(s))}
+    rows.sort(key=lambda i: rank.get(p.nodes[i], len(rank)))
+    cols.sort(key=lambda j: rank.get(p.nodes[j], len(rank)))
     gw = np.array([[np.nan if p.given_wrong[i][j] is None else p.given_wrong[i][j]
                     for j in cols] for i in rows], dtype=float)
     fig, ax = _figure(1.8 + 1.05 * len(cols), 1.5 + 0.62 * len(rows))
@@ -444,12 +478,15 @@ def plot_workflow(s: RunSummary) -> Figure | None:
     nx.draw_networkx_nodes(g, pos, nodelist=ends, node_shape="s", node_size=size * 1.1,
                            node_color="white", linewidths=2.5, ax=ax,
                            edgecolors=[GREEN if n == "Success" else RED for n in ends])
-    widths = [0.6 + 4.0 * d["p"] for _, _, d in g.edges(data=True)]
-    nx.draw_networkx_edges(g, pos, width=widths, edge_color="#64748b", arrowsize=12,
-                           node_size=size, connectionstyle="arc3,rad=0.12", ax=ax,
-                           alpha=0.85)
-    labels = {(a, b): f"{100 * d['p']:.0f}%" for a, b, d in g.edges(data=True)
-              if d["p"] < 0.995 and a != b}
+    edges = list(g.edges(data="p"))
+    widths = [0.6 + 4.0 * p for _, _, p in edges]
+    # Rare transitions fade, so a dense graph still shows its main path.
+    shades = [(0.39, 0.45, 0.55, 0.3 + 0.65 * min(1.0, 2 * p)) for _, _, p in edges]
+    nx.draw_networkx_edges(g, pos, edgelist=[(a, b) for a, b, _ in edges], width=widths,
+                           edge_color=shades, arrowsize=12, node_size=size,
+                           connectionstyle="arc3,rad=0.12", ax=ax)
+    floor = 0.0 if len(edges) <= 14 else 0.05  # label every edge only in a sparse graph
+    labels = {(a, b): _share(p) for a, b, p in edges if floor <= p < 0.995 and a != b}
     nx.draw_networkx_edge_labels(g, pos, edge_labels=labels, font_size=7.5, ax=ax,
                                  connectionstyle="arc3,rad=0.12",
                                  bbox={"boxstyle": "round,pad=0.15", "fc": "white",
@@ -458,18 +495,19 @@ def plot_workflow(s: RunSummary) -> Figure | None:
         x, y = pos[n]
         inside = ""
         if n in terminal:
-            inside = f"{100 * m.p_success:.0f}%" if n == "Success" else \
-                f"{100 * (1 - m.p_success):.0f}%"
+            inside = _share(m.p_success if n == "Success" else 1 - m.p_success)
         elif n in acc:
-            inside = f"{100 * acc[n]:.0f}%"
+            inside = _share(acc[n])
         fill = cmap(norm(acc[n])) if n in acc and n not in terminal else (1.0, 1.0, 1.0)
         dark = 0.299 * fill[0] + 0.587 * fill[1] + 0.114 * fill[2] < 0.5
         ax.text(x, y, inside, ha="center", va="center", fontsize=7.5, fontweight="bold",
                 color="white" if dark else INK)
         loop = g.has_edge(n, n)
-        label = n + (f"\n↻ {100 * g[n][n]['p']:.0f}%" if loop else "")
+        label = n + (f"\n↻ {_share(g[n][n]['p'])}" if loop else "")
         ax.annotate(label, (x, y), xytext=(0, -19), textcoords="offset points", ha="center",
-                    va="top", fontsize=8.5)
+                    va="top", fontsize=8.5, zorder=5,
+                    bbox={"boxstyle": "round,pad=0.1", "fc": "white", "ec": "none",
+                          "alpha": 0.8})
     ax.margins(x=0.08, y=0.22)
     ax.set_axis_off()
     fig.colorbar(ScalarMappable(norm=norm, cmap=cmap), ax=ax, shrink=0.7, pad=0.02,
@@ -492,7 +530,7 @@ def _plot(pid: str, title: str, caption: str, make: Callable[[], Figure | None]
             if fig is None:
                 return None
             return Plot(pid, title, caption, svg=_svg(fig, pid, title))
-    except Exception as e:  # noqa: BLE001 — the rest of the report is still worth writing
+    except Exception as e:  # the rest of the report is still worth writing
         log.warning("HTML report: plot %s failed: %s", pid, e, exc_info=True)
         return Plot(pid, title, caption, error=f"{type(e).__name__}: {e}")
 
@@ -518,7 +556,8 @@ def _lift_caption(s: RunSummary) -> str:
 
 
 def _horizon_caption(h: HorizonFits) -> str:
-    txt = (f"Black: share of episodes with no error yet after t {h.unit} (Kaplan–Meier, "
+    txt = ("Black: share of episodes with no error yet after t "
+           f"{'steps' if h.unit == 'steps' else 'of simulated time'} (Kaplan–Meier, "
            "episodes that ended cleanly are censored); coloured: fitted survival curves, "
            "dots mark where each falls to 80% and 50% (T80, T50).")
     if h.weibull_k is not None:
@@ -716,7 +755,8 @@ def _plots(s: RunSummary) -> dict[str, Plot]:
     if r is not None:
         for key, h in (("horizon-steps", r.horizon_steps), ("horizon-time", r.horizon_time)):
             if h is not None:
-                specs.append((key, f"Success vs horizon ({h.unit})", _horizon_caption(h),
+                what = "steps" if key == "horizon-steps" else "simulated time"
+                specs.append((key, f"Success vs horizon ({what})", _horizon_caption(h),
                               lambda h=h: plot_horizon(h)))
     out = {}
     for pid, title, caption, make in specs:
