@@ -182,6 +182,22 @@ class Sandbox(ABC):
     def time_left(self) -> float:
         return self.limits.episode_timeout_s - (time.monotonic() - self.started)
 
+    def _command_budget(self, cmd: str | list[str], timeout: float | None
+                        ) -> tuple[list[str], float, bool] | ExecResult:
+        """What every backend's exec checks first: the sandbox is open, the episode has time
+        left. Returns (argv, seconds allowed, whether the episode's deadline is what limits
+        them) or the ExecResult that ends the command now."""
+        if self.closed:
+            raise SandboxFault("sandbox is closed")
+        lim = self.limits
+        left = self.time_left()
+        if left <= 0:
+            return ExecResult(exit_code=-1, timed_out=True, violation="episode_timeout",
+                              stderr="episode time limit reached")
+        t = min(timeout or lim.command_timeout_s, lim.command_timeout_s, left)
+        argv = ["/bin/sh", "-c", cmd] if isinstance(cmd, str) else list(cmd)
+        return argv, t, t >= left
+
     def extend_deadline(self, seconds: float) -> None:
         """Give the harness time after the agent's (grading must not hit the episode limit)."""
         self.started = max(self.started, time.monotonic() - self.limits.episode_timeout_s) \

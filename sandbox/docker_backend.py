@@ -438,19 +438,15 @@ class DockerSandbox(Sandbox):
                 self.dirty = True
 
     def exec(self, cmd, timeout=None, workdir=None, env=None) -> ExecResult:
-        if self.closed:
-            raise SandboxFault("sandbox is closed")
+        budget = self._command_budget(cmd, timeout)
+        if isinstance(budget, ExecResult):
+            return budget
+        argv, t, episode_bound = budget
         lim = self.limits
-        left = self.time_left()
-        if left <= 0:
-            return ExecResult(exit_code=-1, timed_out=True, violation="episode_timeout",
-                              stderr="episode time limit reached")
-        t = min(timeout or lim.command_timeout_s, lim.command_timeout_s, left)
-        argv = ["/bin/sh", "-c", cmd] if isinstance(cmd, str) else list(cmd)
         wd = self._abs(workdir or ".")
         with self._lock:
             r = self._raw(argv, t, lim.output_bytes, workdir=wd, env=env)
-            violation = self._classify(r, episode_end=t >= left)
+            violation = self._classify(r, episode_end=episode_bound)
             if violation == "pids":  # a fork bomb may still hold every pid: end it
                 self.kill_all()
                 self._counters = self._read_counters() or self._counters

@@ -23,7 +23,6 @@ from pathlib import Path
 from trialrun.sandbox.backend import (
     ExecResult,
     Sandbox,
-    SandboxFault,
     SandboxPathError,
     SandboxSpec,
     confine,
@@ -56,15 +55,11 @@ class LocalSandbox(Sandbox):
 
     # --- exec ------------------------------------------------------------------------
     def exec(self, cmd, timeout=None, workdir=None, env=None) -> ExecResult:
-        if self.closed:
-            raise SandboxFault("sandbox is closed")
+        budget = self._command_budget(cmd, timeout)
+        if isinstance(budget, ExecResult):
+            return budget
+        argv, t, episode_bound = budget
         lim = self.limits
-        left = self.time_left()
-        if left <= 0:
-            return ExecResult(exit_code=-1, timed_out=True, violation="episode_timeout",
-                              stderr="episode time limit reached")
-        t = min(timeout or lim.command_timeout_s, lim.command_timeout_s, left)
-        argv = ["/bin/sh", "-c", cmd] if isinstance(cmd, str) else list(cmd)
         cwd = self._path(workdir or ".")
         full_env = {**_BASE_ENV, "PATH": _PATH, "HOME": str(self.root), **self.spec.env,
                     **(env or {})}
@@ -90,7 +85,7 @@ class LocalSandbox(Sandbox):
         code = proc.wait()
         violation = None
         if timed_out:
-            violation = "episode_timeout" if t >= left else "timeout"
+            violation = "episode_timeout" if episode_bound else "timeout"
         elif truncated:
             violation = "output_limit"
         elif code == -signal.SIGXFSZ:

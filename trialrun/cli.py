@@ -34,6 +34,15 @@ def _err(msg: str) -> None:
     Console(stderr=True, soft_wrap=True).print(f"[red]error:[/] {msg}", highlight=False)
 
 
+def _resolve_run(store, run_id: str) -> str:
+    """A run id or a unique prefix of one; a clear error and exit 2 otherwise."""
+    try:
+        return store.get_run(run_id).id
+    except KeyError as e:
+        _err(str(e.args[0]))
+        raise typer.Exit(2) from None
+
+
 def _load(targets: list[str]):
     from trialrun.scenarios.loader import ScenarioError, load_targets
 
@@ -250,11 +259,7 @@ def report(
     from trialrun.store import Store
 
     store = Store(db)
-    try:
-        run_id = store.get_run(run_id).id
-    except KeyError as e:
-        _err(str(e.args[0]))
-        raise typer.Exit(2) from None
+    run_id = _resolve_run(store, run_id)
     _report(store, run_id, json_out, html_out, _console())
 
 
@@ -310,11 +315,7 @@ def place(
     from trialrun.store import Store
 
     store = Store(db)
-    try:
-        run_id = store.get_run(run_id).id
-    except KeyError as e:
-        _err(str(e.args[0]))
-        raise typer.Exit(2) from None
+    run_id = _resolve_run(store, run_id)
     loaded = scenarios_of_run(store, run_id)
     human = loaded[0].scenario.checkpoints.human
     data = load_run(store, run_id)
@@ -405,11 +406,7 @@ def attribute(
     from trialrun.store import Store
 
     store = Store(db)
-    try:
-        run_id = store.get_run(run_id).id
-    except KeyError as e:
-        _err(str(e.args[0]))
-        raise typer.Exit(2) from None
+    run_id = _resolve_run(store, run_id)
     n_failed = sum(1 for e in store.episodes(run_id) if e.success is False)
     console = _console()
     with Progress(console=console) as bar:
