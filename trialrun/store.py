@@ -124,6 +124,9 @@ class Store:
         _add_missing_columns(self.engine)
         self._insert_episode = insert(EpisodeRow.__table__)
         self._insert_step = insert(StepRow.__table__)
+        db = self.engine.url.database
+        self._sqlite = _SqliteWriter(db) if self.engine.url.get_backend_name() == "sqlite" \
+            and db not in (None, "", ":memory:") else None
 
     # --- runs ------------------------------------------------------------------------
     def create_run(self, targets: list[str], scenarios: dict[str, str], planned: int,
@@ -204,6 +207,9 @@ class Store:
             metrics=json.dumps(r.metrics),
         )
         steps = [_step_row(ep_id, st) for st in r.steps]
+        if self._sqlite is not None:
+            self._sqlite.save(row, steps)
+            return ep_id
         # Core inserts in one transaction: the ORM unit of work costs ~2 ms an episode.
         with self.engine.begin() as c:
             c.execute(self._insert_episode, row)
@@ -273,6 +279,40 @@ def _step_from_row(x: StepRow) -> Step:
         grades=[Grade.model_validate(g) for g in json.loads(x.grades)],
         help_needed=x.help_needed, irreversible=x.irreversible, state_digest=x.digest,
         sim_time=x.sim_time, wall_us=x.wall_us)
+
+
+class _SqliteWriter:
+    """Episode commits straight through the sqlite3 driver: SQLAlchemy's statement handling
+    costs more than the insert itself at one commit per episode (the hot path of a run)."""
+
+    def __init__(self, path: str) -> None:
+        import sqlite3
+        import threading
+
+        self.conn = sqlite3.connect(path, check_same_thread=False, isolation_level=None)
+        self.conn.execute("PRAGMA journal_mode=WAL")
+        self.conn.execute("PRAGMA synchronous=NORMAL")
+        self.lock = threading.Lock()
+        self.sql: dict[str, tuple[str, list[str]]] = {}
+        for table in (EpisodeRow.__table__, StepRow.__table__):
+            cols = [c.name for c in table.columns if c.name != "id" or table.name != "step"]
+            names = ", ".join(f'"{c}"' for c in cols)
+            self.sql[table.name] = (f"INSERT INTO {table.name} ({names}) "
+                                    f"VALUES ({', '.join('?' * len(cols))})", cols)
+
+    def save(self, episode: dict[str, Any], steps: list[dict[str, Any]]) -> None:
+        ep_sql, ep_cols = self.sql["episode"]
+        st_sql, st_cols = self.sql["step"]
+        with self.lock:
+            cur = self.conn.cursor()
+            cur.execute("BEGIN")
+            try:
+                cur.execute(ep_sql, [episode.get(c) for c in ep_cols])
+                cur.executemany(st_sql, [[s.get(c) for c in st_cols] for s in steps])
+                cur.execute("COMMIT")
+            except BaseException:
+                cur.execute("ROLLBACK")
+                raise
 
 
 def _add_missing_columns(engine: Any) -> None:
