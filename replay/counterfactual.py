@@ -13,7 +13,7 @@ from __future__ import annotations
 from pydantic import BaseModel
 
 from trialrun.checkpoints import RecordedHuman, make_human
-from trialrun.episode import EpisodePlan, _stable_rng, run_episode
+from trialrun.episode import EpisodePlan, run_episode, stable_rng
 from trialrun.replay.exact import RecordedAgent, recorded_answers
 from trialrun.runner import scenarios_of_run
 from trialrun.store import Store
@@ -47,7 +47,7 @@ async def attribute_episode(store: Store, plan: EpisodePlan, episode_id: str) ->
                                if s.checkpoint and s.checkpoint.reviewed)
         human = RecordedHuman(sc.checkpoints.human, answers[:n_prefix_reviews],
                               then=make_human(sc.checkpoints.human,
-                                              _stable_rng("human-cf", original.key.seed, k)))
+                                              stable_rng("human-cf", original.key.seed, k)))
         result = await run_episode(plan, original.key, agent=agent, human=human, correct_at=k)
         if result.success:
             decisive = st

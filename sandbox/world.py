@@ -100,6 +100,11 @@ class World(ABC):
         self.seed = seed
         self.rng = random.Random(seed)
         self.clock = SimClock()
+        # Parsed once here from the models the class declares; subclasses annotate
+        # `cfg: MyConfig` and `spec: MyTask` for their own typed access.
+        self.cfg: Any = self.Config.model_validate(config) if self.Config else None
+        self.spec: Any = self.Task.model_validate(
+            {k: task[k] for k in self.Task.model_fields if k in task}) if self.Task else None
 
     # --- lifecycle -------------------------------------------------------------------
     @abstractmethod

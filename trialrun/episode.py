@@ -66,7 +66,7 @@ class EpisodePlan:
                    {t["id"]: t for t in loaded.tasks})
 
 
-def _stable_rng(*parts: object) -> random.Random:
+def stable_rng(*parts: object) -> random.Random:
     # str seeds hash with SHA-512 in random.Random: stable across processes and platforms.
     return random.Random(":".join(map(str, parts)))
 
@@ -147,9 +147,9 @@ async def _loop(plan, key, task, world, call, agent, human, agent_label,
     ctx = AgentContext(instruction=task.get("instruction") or obs.text, tools=tools,
                        task=public_task,
                        seed=key.seed, params=sc.agent.params,
-                       rng=_stable_rng("agent", key.seed, key.trial, key.task))
+                       rng=stable_rng("agent", key.seed, key.trial, key.task))
     if human is None:
-        human = make_human(sc.checkpoints.human, _stable_rng("human", key.seed, key.trial))
+        human = make_human(sc.checkpoints.human, stable_rng("human", key.seed, key.trial))
     policy = CheckpointPolicy(sc.checkpoints)
     try:
         await agent.start(ctx, obs)

@@ -26,12 +26,8 @@ class ThermostatTask(BaseModel):  # each task's own fields
 class ThermostatWorld(World):
     Config = ThermostatConfig
     Task = ThermostatTask
-
-    def __init__(self, config: dict[str, Any], task: dict[str, Any], seed: int) -> None:
-        super().__init__(config, task, seed)
-        self.cfg = ThermostatConfig.model_validate(config)
-        self.spec = ThermostatTask.model_validate(
-            {k: task[k] for k in ThermostatTask.model_fields if k in task})
+    cfg: ThermostatConfig
+    spec: ThermostatTask
 
     @classmethod
     def tool_names(cls, config: dict[str, Any]) -> set[str]:

@@ -264,13 +264,12 @@ class GenerateParams(_Strict):
 class CalendarWorld(World):
     Config = CalendarConfig
     Task = CalendarTask
+    cfg: CalendarConfig
+    spec: CalendarTask
     sim_seconds_per_step = 5.0
 
     def __init__(self, config: dict[str, Any], task: dict[str, Any], seed: int) -> None:
         super().__init__(config, task, seed)
-        self.cfg = CalendarConfig.model_validate(config)
-        self.spec = CalendarTask.model_validate(
-            {k: task[k] for k in CalendarTask.model_fields if k in task})
         self.task_id = str(task.get("id", ""))
         self.ambiguous = bool(task.get("ambiguous"))
         self.req = self.spec.request

@@ -189,14 +189,13 @@ class CodebaseWorld(World):
     uses_sandbox = True
     Config = CodebaseConfig
     Task = CodebaseTask
+    cfg: CodebaseConfig
+    spec: CodebaseTask
     blocking = True
     sim_seconds_per_step = 5.0
 
     def __init__(self, config: dict[str, Any], task: dict[str, Any], seed: int) -> None:
         super().__init__(config, task, seed)
-        self.cfg = CodebaseConfig.model_validate(config)
-        self.spec = CodebaseTask.model_validate(
-            {k: task[k] for k in CodebaseTask.model_fields if k in task})
         self.repo = load_repo(self.spec.repo)
         if self.spec.bug not in self.repo.bugs:
             raise LookupError(f"repo {self.repo.name!r} has no bug {self.spec.bug!r}; bugs: "

@@ -122,11 +122,11 @@ def _money(x: float) -> str:
 class RetailWorld(World):
     Config = RetailConfig
     Task = RetailTask
+    cfg: RetailConfig
+    spec: RetailTask
 
     def __init__(self, config: dict[str, Any], task: dict[str, Any], seed: int) -> None:
         super().__init__(config, task, seed)
-        self.cfg = RetailConfig.model_validate(config)
-        self.spec = RetailTask.model_validate({k: task[k] for k in RetailTask.model_fields})
         self.ambiguous = bool(task.get("ambiguous"))
         self.products = {sku: {"sku": sku, "name": n, "price": p, "in_stock": True}
                          for sku, n, p in CATALOG}

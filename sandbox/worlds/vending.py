@@ -114,14 +114,13 @@ def _obj(props: dict[str, Any], required: list[str] | None = None) -> dict[str, 
 class VendingWorld(World):
     Config = VendingConfig
     Task = VendingTask
+    cfg: VendingConfig
+    spec: VendingTask
     slot_names = SLOTS
     slots_by_name = {name: i for i, name in enumerate(SLOTS)}
 
     def __init__(self, config: dict[str, Any], task: dict[str, Any], seed: int) -> None:
         super().__init__(config, task, seed)
-        self.cfg = VendingConfig.model_validate(config)
-        self.spec = VendingTask.model_validate(
-            {k: task[k] for k in VendingTask.model_fields if k in task})
         self.suppliers: dict[str, Supplier] = {
             sid: replace(s, **self.spec.suppliers[sid].model_dump(exclude_none=True))
             if sid in self.spec.suppliers else s for sid, s in SUPPLIERS.items()}

@@ -205,12 +205,8 @@ def crm_record(customer_id: str | None, extraction: dict[str, Any] | None,
 class WorkflowWorld(World):
     Config = WorkflowConfig
     Task = WorkflowTask
-
-    def __init__(self, config: dict[str, Any], task: dict[str, Any], seed: int) -> None:
-        super().__init__(config, task, seed)
-        self.cfg = WorkflowConfig.model_validate(config)
-        self.spec = WorkflowTask.model_validate(
-            {k: task[k] for k in WorkflowTask.model_fields if k in task})
+    cfg: WorkflowConfig
+    spec: WorkflowTask
 
     @classmethod
     def tool_names(cls, config: dict[str, Any]) -> set[str]:
