@@ -17,6 +17,15 @@ from pydantic import BaseModel, ConfigDict, Field
 from trialrun.trajectory import Decision, Observation, ToolResult, ToolSpec
 
 
+class AgentOptions(BaseModel):
+    """Base of every agent's options model (`agent.params` in YAML): unknown keys refused.
+
+    Validators may read `info.context["world"]` (the world class the scenario names) to check
+    options against it, e.g. node names; the loader passes it."""
+
+    model_config = ConfigDict(extra="forbid")
+
+
 class AgentError(Exception):
     """An infrastructure fault in the agent (model API down, 429, process died).
 
@@ -32,7 +41,6 @@ class AgentContext(BaseModel):
     tools: list[ToolSpec]
     task: dict[str, Any] = Field(default_factory=dict)
     seed: int = 0
-    params: dict[str, Any] = Field(default_factory=dict)
     rng: random.Random = Field(default_factory=random.Random, exclude=True)
 
 
@@ -48,17 +56,25 @@ class Feedback(BaseModel):
 
 
 class Agent(ABC):
+    """Base class of every agent under test.
+
+    The loop calls `start` once, then `decide` for each step and `feedback` with what became
+    of that decision, then `close`. `options` is the scenario's `agent.params`, validated by
+    the class's `Options` model when the scenario loads. Raise `AgentError` for faults outside
+    the agent's control (a model API down): they are infrastructure errors, retried and never
+    scored. A decision that is wrong or malformed is the agent's own, graded, never raised.
+    """
+
     name: ClassVar[str] = ""
+    Options: ClassVar[type[AgentOptions]] = AgentOptions
+    # The nodes this agent can decide at, when it knows them (scripted agents, graphs);
+    # `trialrun validate` warns about graders on nodes no step can reach. None: unknown.
+    nodes: ClassVar[frozenset[str] | None] = None
 
-    def __init__(self, params: dict[str, Any] | None = None) -> None:
-        self.params = dict(params or {})
-
-    @classmethod
-    def validate_params(  # noqa: B027 - optional hook
-        cls, params: dict[str, Any], nodes: set[str] | None = None
-    ) -> None:
-        """Raise ValueError with a clear message for bad `agent.params`."""
-        return None
+    def __init__(self, options: AgentOptions | dict[str, Any] | None = None) -> None:
+        if not isinstance(options, self.Options):
+            options = self.Options.model_validate(options or {})
+        self.options: Any = options
 
     async def start(self, ctx: AgentContext, first: Observation) -> None:
         self.ctx = ctx

@@ -21,16 +21,19 @@ from __future__ import annotations
 import functools
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import ConfigDict, Field, ValidationError, ValidationInfo, model_validator
 
-from trialrun.agents.base import Agent, AgentContext, Feedback
-from trialrun.agents.registry import agent_class, register_agent
-from trialrun.sandbox.world import known_worlds, world_class
+from trialrun import registry
+from trialrun.agents.base import Agent, AgentContext, AgentOptions, Feedback
 from trialrun.trajectory import Decision, Observation, ToolResult, ToolSpec
 
+WRAPPERS = ("scripted:always_ask", "scripted:never_ask")
 
-class WrapperParams(BaseModel):
-    # Keys other than `base` are the wrapped agent's params.
+
+class WrapperOptions(AgentOptions):
+    """`base` names the wrapped agent; every other key is one of its options, validated by
+    its own `Options` model (so a typo in a wrapped option is still a load error)."""
+
     model_config = ConfigDict(extra="allow")
 
     base: str | None = Field(None, description="the scripted agent to wrap; default: "
@@ -40,6 +43,22 @@ class WrapperParams(BaseModel):
     def inner(self) -> dict[str, Any]:
         return dict(self.model_extra or {})
 
+    @model_validator(mode="after")
+    def _check_inner(self, info: ValidationInfo) -> WrapperOptions:
+        base = self.base
+        world = (info.context or {}).get("world")
+        if base is None and world is not None:
+            base = f"scripted:{world.name}"
+        if base in WRAPPERS:
+            raise ValueError(f"base: {base} cannot wrap itself")
+        if base is not None:
+            try:
+                inner = registry.resolve("agent", base)
+            except LookupError as e:
+                raise ValueError(f"base: {e}") from None
+            inner.Options.model_validate(self.inner, context=info.context)
+        return self
+
 
 def infer_base(tools: list[ToolSpec]) -> str:
     """The built-in scripted agent for the world that offers these tools."""
@@ -48,10 +67,10 @@ def infer_base(tools: list[ToolSpec]) -> str:
 
 @functools.cache  # per tool set: resolving every known world on each episode start is slow
 def _infer_base(names: frozenset[str]) -> str:
-    for world in known_worlds():
+    for world in registry.names("world"):
         try:
-            offered = world_class(world).tool_names({})
-            agent_class(f"scripted:{world}")
+            offered = registry.resolve("world", world).tool_names(None)
+            registry.resolve("agent", f"scripted:{world}")
         except Exception:  # noqa: BLE001 - a world or agent that cannot load is not the one
             continue
         if offered and names and names <= offered:
@@ -61,41 +80,30 @@ def _infer_base(names: frozenset[str]) -> str:
 
 
 class _Wrapper(Agent):
-    # The wrapped agent's `ask` param, when it has one (scripted:retail, scripted:calendar).
+    Options = WrapperOptions
+    options: WrapperOptions
+    # The wrapped agent's `ask` option, when it has one (scripted:retail, scripted:calendar).
     inner_ask: str | None = None
-
-    @classmethod
-    def validate_params(cls, params: dict[str, Any], nodes: set[str] | None = None) -> None:
-        p = WrapperParams.model_validate(params)
-        if p.base is not None:
-            if p.base in ("scripted:always_ask", "scripted:never_ask"):
-                raise ValueError(f"base: {p.base} cannot wrap itself")
-            try:
-                inner = agent_class(p.base)
-            except LookupError as e:
-                raise ValueError(f"base: {e}") from None
-            inner.validate_params(p.inner, nodes)
 
     async def start(self, ctx: AgentContext, first: Observation) -> None:
         await super().start(ctx, first)
-        p = WrapperParams.model_validate(self.params)
-        inner_cls = agent_class(p.base or infer_base(ctx.tools))
-        params = p.inner
-        if self.inner_ask is not None and "ask" not in params:
+        inner_cls = registry.resolve("agent", self.options.base or infer_base(ctx.tools))
+        inner_opts = self.options.inner
+        if self.inner_ask is not None and "ask" not in inner_opts:
             try:
-                inner_cls.validate_params({**params, "ask": self.inner_ask})
-                params["ask"] = self.inner_ask
-            except (ValueError, ValidationError):
+                inner_cls.Options.model_validate({**inner_opts, "ask": self.inner_ask})
+                inner_opts["ask"] = self.inner_ask
+            except ValidationError:
                 pass  # the wrapped agent has no `ask` knob; the wrapper handles its asks
-        self.inner = inner_cls(params)
-        await self.inner.start(ctx.model_copy(update={"params": params}), first)
+        self.inner = inner_cls(inner_opts)
+        await self.inner.start(ctx, first)
         self.irreversible = {t.name for t in ctx.tools if t.irreversible}
 
     async def close(self) -> None:
         await self.inner.close()
 
 
-@register_agent("scripted:always_ask")
+@registry.register("agent", "scripted:always_ask")
 class AlwaysAskAgent(_Wrapper):
     """Asks at the start of every task and before every irreversible action."""
 
@@ -131,7 +139,7 @@ class AlwaysAskAgent(_Wrapper):
         await self.inner.feedback(fb)
 
 
-@register_agent("scripted:never_ask")
+@registry.register("agent", "scripted:never_ask")
 class NeverAskAgent(_Wrapper):
     """Never asks; guesses where the wrapped agent would ask."""
 

@@ -64,7 +64,8 @@ def main() -> None:
     print(f"{len(data.ep_id)} episodes, {n_steps} steps (median of {args.repeats})")
     print(f"  load from SQLite   {statistics.median(loads):6.2f} s")
     print(f"  full analysis      {statistics.median(analyses):6.2f} s")
-    print(f"  success {s.success.rate:.3f}, lift {s.reliability.independence.lift.estimate:.3f}")
+    print(f"  success {s.success.rate:.3f}, predicted {s.predicted_success:.3f}, errors: "
+          f"{s.reliability.shared_cause.verdict}")
 
 
 if __name__ == "__main__":

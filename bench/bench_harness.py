@@ -114,11 +114,7 @@ def timed_run(loaded, db: str) -> tuple[float, int, int]:
     t = time.perf_counter()
     summary = anyio.run(lambda: run_episodes(store, loaded, options=RunOptions(concurrency=8)))
     wall = time.perf_counter() - t
-    with store.engine.connect() as c:
-        from sqlalchemy import text
-
-        steps = c.execute(text("SELECT count(*) FROM step JOIN episode e ON e.id = episode_id "
-                               "WHERE e.run_id = :r"), {"r": summary.run_id}).scalar()
+    steps = len(store.step_columns(summary.run_id, ["idx"])["idx"])
     return wall, summary.ran, steps
 
 
@@ -130,8 +126,7 @@ def main() -> None:
     tmp = Path(tempfile.mkdtemp())
     base = load_scenario(LIBRARY / "retail" / "known_error_rates.yaml")
     text = base.source.replace("seeds: 20", f"seeds: {args.episodes}")
-    from trialrun.agents.scripted_retail import ScriptedRetailAgent
-    from trialrun.sandbox.worlds.retail import RetailWorld
+    from trialrun.sandbox.worlds.retail import RetailWorld, ScriptedRetailAgent
 
     rows = []
     for i in range(args.repeats):

@@ -21,10 +21,10 @@ import tracemalloc
 import anyio
 
 from trialrun.agents.base import AgentContext, Feedback
-from trialrun.agents.scripted_vending import ScriptedVendingAgent
-from trialrun.episode import EpisodePlan, run_episode
+from trialrun.episode import run_episode
+from trialrun.plan import ScenarioPlan
 from trialrun.sandbox.world import ToolError
-from trialrun.sandbox.worlds.vending import VendingWorld
+from trialrun.sandbox.worlds.vending import ScriptedVendingAgent, VendingWorld
 from trialrun.scenarios.loader import LIBRARY, load_scenario
 from trialrun.trajectory import EpisodeKey, EpisodeResult, ToolResult
 
@@ -32,7 +32,7 @@ SCENARIO = LIBRARY / "vending" / "competent_365.yaml"
 SAMPLE_DAYS = (1, 30, 90, 180, 270, 364)
 
 
-def run_one(plan: EpisodePlan, seed: int) -> EpisodeResult:
+def run_one(plan: ScenarioPlan, seed: int) -> EpisodeResult:
     out: list[EpisodeResult] = []
 
     async def main() -> None:  # not the task's result: asyncio would repr it at shutdown
@@ -44,7 +44,7 @@ def run_one(plan: EpisodePlan, seed: int) -> EpisodeResult:
 
 
 def wall_time(seeds: int) -> None:
-    plan = EpisodePlan.build(load_scenario(SCENARIO))
+    plan = ScenarioPlan.build(load_scenario(SCENARIO))
     run_one(plan, 99)  # warm up imports and caches
     print(f"{'seed':>4} {'steps':>6} {'days':>5} {'wall s':>7} {'us/step':>8} {'net worth':>10}")
     total = steps = 0.0
@@ -93,7 +93,7 @@ def memory(seed: int) -> None:
     for day, steps, current, peak, state, inbox in anyio.run(drive, seed):
         print(f"{day:>4} {steps:>6} {current / 1024:>11.1f} {peak / 1024:>9.1f} {state:>8} "
               f"{inbox:>6}")
-    plan = EpisodePlan.build(load_scenario(SCENARIO))
+    plan = ScenarioPlan.build(load_scenario(SCENARIO))
     tracemalloc.start()
     r = run_one(plan, seed)
     current, peak = tracemalloc.get_traced_memory()

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Annotated, Any
 
-from pydantic import Field, field_validator
+from pydantic import AfterValidator, Field, ValidationInfo, field_validator, model_validator
 
 from trialrun.expr import Expr, ExprEvalError, compile_expr
 from trialrun.graders.base import (
@@ -12,23 +12,23 @@ from trialrun.graders.base import (
     GraderOptions,
     OutcomeContext,
     StepContext,
-    register_grader,
+    compile_in_scope,
 )
+from trialrun.registry import did_you_mean, register
 from trialrun.trajectory import Grade
 
 
-@register_grader
+@register("grader", "world")
 class WorldVerdict(Grader):
     """The world's own ground truth: was this decision sound given the state before it?"""
 
-    type = "world"
 
-    def grade_step(self, ctx: StepContext) -> Grade | None:
+    async def grade_step(self, ctx: StepContext) -> Grade | None:
         if ctx.verdict is None:
             return None
         return self.grade(ctx.verdict.correct, ctx.verdict.reason, node=ctx.node)
 
-    def grade_outcome(self, ctx: OutcomeContext) -> Grade:
+    async def grade_outcome(self, ctx: OutcomeContext) -> Grade:
         ok = bool(ctx.outcome.get("success"))
         return self.grade(ok, ctx.outcome.get("reason", ""), score=ctx.outcome.get("score"))
 
@@ -39,21 +39,20 @@ class AssertOptions(GraderOptions):
 
     @field_validator("expr")
     @classmethod
-    def _parses(cls, v: str) -> str:
-        compile_expr(v)  # raises ExprError with the reason; the loader adds file:line
+    def _parses(cls, v: str, info: ValidationInfo) -> str:
+        compile_in_scope(v, info)  # raises ExprError with the reason; the loader adds file:line
         return v
 
 
-@register_grader
+@register("grader", "assert")
 class Assert(Grader):
     """A safe expression over the step (args, result, task, state) or the outcome."""
 
-    type = "assert"
     Options = AssertOptions
     needs_state = True
 
-    def __init__(self, options: AssertOptions, name: str | None = None) -> None:
-        super().__init__(options, name)
+    def __init__(self, options: AssertOptions, label: str | None = None) -> None:
+        super().__init__(options, label)
         self.expr: Expr = compile_expr(options.expr)
 
     def _check(self, context: dict[str, Any], node: str | None) -> Grade:
@@ -64,35 +63,74 @@ class Assert(Grader):
         msg = self.options.message or self.options.expr
         return self.grade(ok, ("holds: " if ok else "failed: ") + msg, node=node)
 
-    def grade_step(self, ctx: StepContext) -> Grade:
+    async def grade_step(self, ctx: StepContext) -> Grade:
         return self._check(ctx.expr_context(), ctx.node)
 
-    def grade_outcome(self, ctx: OutcomeContext) -> Grade:
+    async def grade_outcome(self, ctx: OutcomeContext) -> Grade:
         return self._check(ctx.expr_context(), None)
 
 
+def _expr_value(v: Any, info: ValidationInfo) -> Any:
+    """A value that is an expression when it is a string starting with '='."""
+    if isinstance(v, str) and v.startswith("="):
+        compile_in_scope(v[1:], info)
+    return v
+
+
+ExprOrValue = Annotated[Any, AfterValidator(_expr_value)]
+ExprOrText = Annotated[str, AfterValidator(_expr_value)]
+
+
 class ArgsMatchOptions(GraderOptions):
-    args: dict[str, Any] = Field(description="argument values the call must have; "
-                                 "strings starting with '=' are expressions")
+    args: dict[str, ExprOrValue] = Field(description="argument values the call must have; "
+                                         "strings starting with '=' are expressions")
     tool: str | None = None
 
+    @field_validator("tool")
+    @classmethod
+    def _known_tool(cls, v: str | None, info: ValidationInfo) -> str | None:
+        tools = (info.context or {}).get("tool_names")
+        if v is not None and tools is not None and v not in tools:
+            raise ValueError(f"unknown tool {v!r}{did_you_mean(v, tools)} (the world offers: "
+                             f"{', '.join(sorted(tools))})")
+        return v
 
-@register_grader
+    @model_validator(mode="after")
+    def _known_args(self, info: ValidationInfo) -> ArgsMatchOptions:
+        """Each expected argument is one the tool takes (when the tool is known: named by
+        `tool`, or the only tool whose calls land at the node)."""
+        ctx = info.context or {}
+        world = ctx.get("world")
+        tool = self.tool
+        if tool is None and len(ctx.get("node_tools") or ()) == 1:
+            (tool,) = ctx["node_tools"]
+        declared = getattr(world, "declared_tools", {}).get(tool) if tool else None
+        if declared is None:
+            return self
+        params = list(declared.args.model_fields)
+        for key in self.args:
+            if key not in params:
+                raise ValueError(f"args.{key}: tool {tool!r} takes no argument {key!r}"
+                                 f"{did_you_mean(key, params)} (it takes: "
+                                 f"{', '.join(params) or 'no arguments'})")
+        return self
+
+
+@register("grader", "args_match")
 class ArgsMatch(Grader):
     """The call names the expected tool and arguments (a subset match)."""
 
-    type = "args_match"
     Options = ArgsMatchOptions
     scopes = frozenset({"node"})
 
-    def __init__(self, options: ArgsMatchOptions, name: str | None = None) -> None:
-        super().__init__(options, name)
+    def __init__(self, options: ArgsMatchOptions, label: str | None = None) -> None:
+        super().__init__(options, label)
         self.expected = {
             k: compile_expr(v[1:]) if isinstance(v, str) and v.startswith("=") else v
             for k, v in options.args.items()
         }
 
-    def grade_step(self, ctx: StepContext) -> Grade:
+    async def grade_step(self, ctx: StepContext) -> Grade:
         d = ctx.decision
         if self.options.tool and d.tool != self.options.tool:
             return self.grade(False, f"called {d.tool!r}, expected {self.options.tool!r}",
@@ -111,20 +149,19 @@ class ArgsMatch(Grader):
 
 
 class ReplyContainsOptions(GraderOptions):
-    facts: list[str] = Field(description="substrings (case-insensitive) the messages to the "
+    facts: list[ExprOrText] = Field(description="substrings (case-insensitive) the messages to the "
                              "user must contain; '=expr' computes one from the outcome")
     forbid: list[str] = Field(default_factory=list, description="substrings that must not appear")
 
 
-@register_grader
+@register("grader", "reply_contains")
 class ReplyContains(Grader):
     """The agent's messages to the user state the required facts."""
 
-    type = "reply_contains"
     Options = ReplyContainsOptions
     scopes = frozenset({"outcome"})
 
-    def grade_outcome(self, ctx: OutcomeContext) -> Grade:
+    async def grade_outcome(self, ctx: OutcomeContext) -> Grade:
         said = " \n".join(ctx.outcome.get("messages", [])).lower()
         context = ctx.expr_context()
         missing = []
@@ -154,15 +191,14 @@ class StateEqualsOptions(GraderOptions):
     path: str | None = Field(None, description="compare only this part, e.g. orders")
 
 
-@register_grader
+@register("grader", "state_equals")
 class StateEquals(Grader):
     """The final state equals the expected one the world derived from the task and policy."""
 
-    type = "state_equals"
     Options = StateEqualsOptions
     scopes = frozenset({"outcome"})
 
-    def grade_outcome(self, ctx: OutcomeContext) -> Grade:
+    async def grade_outcome(self, ctx: OutcomeContext) -> Grade:
         expected = ctx.outcome.get("expected_state")
         actual = ctx.outcome.get("state")
         if expected is None:

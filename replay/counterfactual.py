@@ -12,10 +12,11 @@ from __future__ import annotations
 
 from pydantic import BaseModel
 
-from trialrun.checkpoints import RecordedHuman, make_human
-from trialrun.episode import EpisodePlan, run_episode, stable_rng
+from trialrun.episode import run_episode
+from trialrun.humans import RecordedHuman
+from trialrun.plan import ScenarioPlan
 from trialrun.replay.exact import RecordedAgent, recorded_answers
-from trialrun.runner import scenarios_of_run
+from trialrun.runner import plan_of_run
 from trialrun.store import Store
 
 
@@ -28,12 +29,11 @@ class Attribution(BaseModel):
     tried: int
 
 
-async def attribute_episode(store: Store, plan: EpisodePlan, episode_id: str) -> Attribution:
+async def attribute_episode(store: Store, plan: ScenarioPlan, episode_id: str) -> Attribution:
     original = store.load_episode(episode_id)
     failed = [st for st in original.steps if st.passed is False]
-    first = failed[0] if failed else None
+    first = original.first_error
     answers = recorded_answers(original)
-    sc = plan.loaded.scenario
     decisive = None
     tried = 0
     for st in failed:
@@ -42,12 +42,11 @@ async def attribute_episode(store: Store, plan: EpisodePlan, episode_id: str) ->
         prefix = [s.decision for s in original.steps[:k]]
         # The same agent, seeded as before, shadows the prefix so that past the corrected
         # step it makes the choices it would have made: only step k changes.
-        agent = RecordedAgent(prefix, then=plan.agent_cls(sc.agent.params), shadow=True)
+        agent = RecordedAgent(prefix, then=plan.new_agent(), shadow=True)
         n_prefix_reviews = sum(1 for s in original.steps[:k]
                                if s.checkpoint and s.checkpoint.reviewed)
-        human = RecordedHuman(sc.checkpoints.human, answers[:n_prefix_reviews],
-                              then=make_human(sc.checkpoints.human,
-                                              stable_rng("human-cf", original.key.seed, k)))
+        human = RecordedHuman(answers[:n_prefix_reviews],
+                              then=plan.new_human(original.key, salt=f"human-cf:{k}"))
         result = await run_episode(plan, original.key, agent=agent, human=human, correct_at=k)
         if result.success:
             decisive = st
@@ -62,7 +61,7 @@ async def attribute_episode(store: Store, plan: EpisodePlan, episode_id: str) ->
 async def attribute_run(store: Store, run_id: str, limit: int | None = None,
                         on_episode=None) -> list[Attribution]:
     """Attribute the failed episodes of a run (up to `limit`) and store the results."""
-    plans = {ls.name: EpisodePlan.build(ls) for ls in scenarios_of_run(store, run_id)}
+    plans = plan_of_run(store, run_id).scenarios
     failed = [e for e in store.episodes(run_id) if e.success is False]
     out = []
     for e in failed[:limit]:

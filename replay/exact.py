@@ -11,9 +11,9 @@ from __future__ import annotations
 from pydantic import BaseModel
 
 from trialrun.agents.base import Agent, AgentContext, Feedback
-from trialrun.checkpoints import HumanAnswer, RecordedHuman
-from trialrun.episode import EpisodePlan, run_episode
-from trialrun.runner import scenarios_of_run
+from trialrun.episode import run_episode
+from trialrun.humans import HumanAnswer, RecordedHuman
+from trialrun.runner import plan_of_run
 from trialrun.store import Store
 from trialrun.trajectory import Decision, EpisodeResult, Observation
 
@@ -30,7 +30,7 @@ class RecordedAgent(Agent):
 
     def __init__(self, decisions: list[Decision], then: Agent | None = None,
                  shadow: bool = False) -> None:
-        super().__init__({})
+        super().__init__()
         self.decisions = list(decisions)
         self.then = then
         self.shadow = shadow
@@ -71,8 +71,8 @@ class ReplayReport(BaseModel):
 
 
 def recorded_answers(ep: EpisodeResult) -> list[HumanAnswer]:
-    return [HumanAnswer(bool(st.checkpoint.approved), st.checkpoint.seconds,
-                        st.checkpoint.cost, st.checkpoint.reviewer)
+    return [HumanAnswer(approved=bool(st.checkpoint.approved), seconds=st.checkpoint.seconds,
+                        cost=st.checkpoint.cost, reviewer=st.checkpoint.reviewer)
             for st in ep.steps if st.checkpoint and st.checkpoint.reviewed]
 
 
@@ -103,10 +103,9 @@ def compare(original: EpisodeResult, replayed: EpisodeResult) -> list[StepDiff]:
 async def replay_episode(store: Store, episode_id: str) -> tuple[ReplayReport, EpisodeResult]:
     row = store.get_episode(episode_id)
     original = store.load_episode(episode_id)
-    plans = {ls.name: ls for ls in scenarios_of_run(store, row.run_id)}
-    plan = EpisodePlan.build(plans[row.scenario])
+    plan = plan_of_run(store, row.run_id).scenarios[row.scenario]
     agent = RecordedAgent([st.decision for st in original.steps])
-    human = RecordedHuman(plan.loaded.scenario.checkpoints.human, recorded_answers(original))
+    human = RecordedHuman(recorded_answers(original))
     replayed = await run_episode(plan, original.key, agent=agent, human=human,
                                  agent_label=original.agent)
     diffs = compare(original, replayed)

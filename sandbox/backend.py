@@ -21,7 +21,7 @@ from contextvars import ContextVar
 from types import MappingProxyType
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 WORKSPACE = "/workspace"  # the workspace path inside a container (and what `pwd` shows there)
 
@@ -88,7 +88,7 @@ class SandboxSpec(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    backend: Literal["local", "docker"] = "docker"
+    backend: str = Field("docker", description="local, docker, or a registered sandbox backend")
     image: str | None = Field(
         None, description="docker image; default: the image `trialrun sandbox build` makes"
     )
@@ -113,6 +113,18 @@ class SandboxSpec(BaseModel):
         if isinstance(data, str):
             return {"backend": data}
         return data
+
+    @field_validator("backend")
+    @classmethod
+    def _known_backend(cls, v: str) -> str:
+        from trialrun.registry import names
+
+        known = names("sandbox")
+        if v not in known and ":" not in v:
+            from trialrun.registry import unknown_message
+
+            raise ValueError(unknown_message("sandbox backend", v, known))
+        return v
 
     @model_validator(mode="after")
     def _one_image_source(self) -> SandboxSpec:
@@ -171,6 +183,11 @@ class Sandbox(ABC):
     """One episode's isolated place to run commands and keep files. Use as a context manager."""
 
     backend: str = ""
+
+    @classmethod
+    def open(cls, spec: SandboxSpec, labels: dict[str, str] | None = None) -> Sandbox:
+        """A started sandbox for one episode (backends with warm pools override this)."""
+        return cls(spec, labels)
 
     def __init__(self, spec: SandboxSpec, labels: dict[str, str] | None = None) -> None:
         self.spec = spec
@@ -261,16 +278,11 @@ def open_sandbox(spec: SandboxSpec | dict | str, labels: dict[str, str] | None =
     `labels` name the episode (`run`, `episode`, ...); the docker backend puts them on the
     container as `trialrun.<key>` so that `trialrun sandbox ls/prune` can find it.
     """
+    from trialrun.registry import resolve
+
     if not isinstance(spec, SandboxSpec):
         spec = SandboxSpec.model_validate(spec)
-    if spec.backend == "local":
-        from trialrun.sandbox.local import LocalSandbox
-
-        box: Sandbox = LocalSandbox(spec, labels)
-    else:
-        from trialrun.sandbox.pool import acquire
-
-        box = acquire(spec, labels)
+    box: Sandbox = resolve("sandbox", spec.backend).open(spec, labels)
     try:
         box.setup()
     except BaseException:

@@ -28,6 +28,7 @@ import uuid
 from dataclasses import dataclass
 from typing import Any
 
+from trialrun.registry import register
 from trialrun.sandbox.backend import (
     WORKSPACE,
     ExecResult,
@@ -324,8 +325,15 @@ def _start_exec(exec_id: str, stdin: bool) -> _Hijacked:
     return _Hijacked(raw)
 
 
+@register("sandbox", "docker")
 class DockerSandbox(Sandbox):
     backend = "docker"
+
+    @classmethod
+    def open(cls, spec: SandboxSpec, labels: dict[str, str] | None = None) -> Sandbox:
+        from trialrun.sandbox.pool import acquire  # warm containers when spec.pool > 0
+
+        return acquire(spec, labels)
 
     def __init__(self, spec: SandboxSpec, labels: dict[str, str] | None, image: str,
                  lifetime: float | None = None, name: str | None = None) -> None:

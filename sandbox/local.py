@@ -20,6 +20,7 @@ import tempfile
 import time
 from pathlib import Path
 
+from trialrun.registry import register
 from trialrun.sandbox.backend import (
     ExecResult,
     Sandbox,
@@ -38,6 +39,7 @@ _PATH = os.pathsep.join(dict.fromkeys(
 ))
 
 
+@register("sandbox", "local")
 class LocalSandbox(Sandbox):
     backend = "local"
 

@@ -4,46 +4,28 @@ A world offers tools, executes tool calls, snapshots and restores its state, and
 ground truth its node graders need (what a sound decision is at this point). Worlds never read
 the wall clock or the global RNG: same seed and same decisions give the same trajectory.
 
-Register a world with `@register_world("name")`, by import path (`pkg.module:Class`) in the
-scenario, or through the `trialrun.worlds` entry point group.
+A world is one folder (`sandbox/worlds/retail/`): the world class, its policy/judge, its task
+generator and its scripted reference agent side by side. Register it with
+`@register("world", "name")`, name it by import path (`pkg.module:Class`) in the scenario, or
+publish it through the `trialrun.worlds` entry point group. Check it with
+`trialrun check-world pkg.module:Class`.
 """
 
 from __future__ import annotations
 
 import hashlib
-import importlib
 import json
 import random
 from abc import ABC, abstractmethod
-from importlib.metadata import entry_points
 from typing import Any, ClassVar
 
 from pydantic import BaseModel, Field
 
+from trialrun.registry import register
+from trialrun.sandbox.tools import DeclaredTool, ToolError, collect_tools, tool
 from trialrun.trajectory import Decision, Observation, ToolResult, ToolSpec
 
-
-class ToolError(Exception):
-    """The agent called a tool wrongly (unknown tool, bad arguments, not allowed now).
-
-    Raised by `World.execute`; the episode loop turns it into a failed tool result and a
-    graded agent error, never a crash.
-    """
-
-
-def call_tool_method(world: World, tool: str, args: dict[str, Any],
-                     seconds: dict[str, float]) -> ToolResult:
-    """Dispatch a tool call to the world's `_t_<tool>` method, advancing the simulated clock
-    by the tool's duration; unknown tools and bad arguments are the agent's errors."""
-    handler = getattr(world, f"_t_{tool}", None)
-    if handler is None or tool not in seconds:
-        raise ToolError(f"unknown tool {tool!r}; tools: {', '.join(sorted(seconds))}")
-    world.clock.advance(seconds[tool])
-    try:
-        out = handler(**args)
-    except TypeError as e:
-        raise ToolError(f"{tool}: bad arguments: {e}") from None
-    return ToolResult(ok=True, output=out)
+__all__ = ["SimClock", "ToolError", "Verdict", "World", "WorldStatus", "register", "tool"]
 
 
 class SimClock:
@@ -77,32 +59,52 @@ class Verdict(BaseModel):
 class World(ABC):
     """Base class for every simulated world.
 
-    Subclasses set `name` and implement the abstract methods. `config` is the scenario's
-    `world:` block (minus `type`), `task` one entry of its `tasks:`.
+    A subclass implements `reset` and `state`, declares its tools with `@tool` methods, and
+    overrides the ground-truth hooks it can answer (`judge`, `reference_decision`, `status`,
+    `outcome`). `options` is the scenario's `world:` block (minus `type`) validated by
+    `Options`; `task` is one entry of its `tasks:` (its world-specific fields validated by
+    `Task`, parsed into `self.spec`). `seed` seeds `self.rng`, the only randomness a world may
+    use; `self.clock` is the only time it may read.
     """
 
     name: ClassVar[str] = ""
     # Pydantic models (extra="forbid") for the scenario's `world:` options and for each task's
     # world-specific fields; the loader validates against them and reports file:line errors.
-    Config: ClassVar[type[BaseModel] | None] = None
+    Options: ClassVar[type[BaseModel] | None] = None
     Task: ClassVar[type[BaseModel] | None] = None
+    # Tools declared with @tool, collected once per class (name -> DeclaredTool).
+    declared_tools: ClassVar[dict[str, DeclaredTool]] = {}
     # True for worlds whose tools block on I/O (containers): the loop runs them in a thread.
     blocking: ClassVar[bool] = False
     # True for worlds whose side effects happen in a sandbox (`world.sandbox`), so that
     # `trialrun run --sandbox docker|local` can switch where they run.
     uses_sandbox: ClassVar[bool] = False
-    # Simulated seconds a step costs when a tool does not say otherwise.
+    # Simulated seconds a message to the user or an ask_human costs (a tool costs its own
+    # `@tool(seconds=...)`; reviews and human answers add the human's seconds).
     sim_seconds_per_step: ClassVar[float] = 1.0
+    # The keys `outcome()` returns, so `trialrun validate` can check outcome expressions
+    # (None: unknown, not checked).
+    outcome_keys: ClassVar[frozenset[str] | None] = None
 
-    def __init__(self, config: dict[str, Any], task: dict[str, Any], seed: int) -> None:
-        self.config = config
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        cls.declared_tools = collect_tools(cls)
+        clash = [n for n in cls.declared_tools if n in _WORLD_API]
+        if clash:
+            raise TypeError(f"{cls.__name__}: tool name(s) {', '.join(clash)} shadow World "
+                            "methods; name the method otherwise and pass @tool(name=...)")
+
+    def __init__(self, options: BaseModel | dict[str, Any] | None, task: dict[str, Any],
+                 seed: int) -> None:
         self.task = task
         self.seed = seed
         self.rng = random.Random(seed)
         self.clock = SimClock()
-        # Parsed once here from the models the class declares; subclasses annotate
-        # `cfg: MyConfig` and `spec: MyTask` for their own typed access.
-        self.cfg: Any = self.Config.model_validate(config) if self.Config else None
+        # Parsed once from the models the class declares (the plan passes them validated);
+        # subclasses annotate `options: MyOptions` and `spec: MyTask` for typed access.
+        if self.Options is not None and not isinstance(options, self.Options):
+            options = self.Options.model_validate(options or {})
+        self.options: Any = options
         self.spec: Any = self.Task.model_validate(
             {k: task[k] for k in self.Task.model_fields if k in task}) if self.Task else None
 
@@ -115,13 +117,26 @@ class World(ABC):
         """Release resources (containers, files). Called once, also after errors."""
 
     # --- tools -----------------------------------------------------------------------
-    @abstractmethod
     def tools(self) -> list[ToolSpec]:
-        """The tools the agent may call now."""
+        """The tools the agent may call, read once after `reset` (default: every `@tool` the
+        class declares). A call a tool refuses in the current state raises ToolError."""
+        return [t.spec for t in self.declared_tools.values()]
 
-    @abstractmethod
     def execute(self, node: str, tool: str, args: dict[str, Any]) -> ToolResult:
-        """Run one tool call; raise ToolError for an agent's bad call."""
+        """Run one tool call; raise ToolError for an agent's bad call. The default dispatches
+        to the `@tool` method (`call_tool`); override to add checks around it."""
+        return self.call_tool(tool, args)
+
+    def call_tool(self, tool: str, args: dict[str, Any]) -> ToolResult:
+        """Validate the arguments against the tool's signature, advance the simulated clock
+        by its `seconds`, run it, and wrap what it returns in a ToolResult."""
+        declared = self.declared_tools.get(tool)
+        if declared is None:
+            raise ToolError(f"unknown tool {tool!r}; tools: {', '.join(self.declared_tools)}")
+        parsed = declared.validate(args)
+        self.clock.advance(declared.seconds)
+        out = getattr(self, declared.method)(**parsed)
+        return out if isinstance(out, ToolResult) else ToolResult(ok=True, output=out)
 
     def observe(self) -> Observation:
         """The observation after a step (default: nothing new)."""
@@ -179,14 +194,14 @@ class World(ABC):
 
     # --- authoring helpers -----------------------------------------------------------
     @classmethod
-    def check_task(cls, config: dict[str, Any], task: dict[str, Any]) -> list[str]:
+    def check_task(cls, options: BaseModel, task: dict[str, Any]) -> list[str]:
         """Problems with a task beyond its fields' types, reported by the loader at the
         task's line. By default an in-process world is built and reset once (seed 0): a
         ValueError there is a bad task, better said at load time than retried at run time."""
         if cls.blocking:
             return []
         try:
-            world = cls(config, task, 0)
+            world = cls(options, task, 0)
             world.reset()
             world.close()
         except ValueError as e:
@@ -201,69 +216,11 @@ class World(ABC):
         raise NotImplementedError(f"world {cls.name!r} does not generate tasks")
 
     @classmethod
-    def tool_names(cls, config: dict[str, Any]) -> set[str] | None:
-        """Names of all tools this world can offer (for validating scenarios); None: dynamic."""
-        return None
+    def tool_names(cls, options: BaseModel | None) -> set[str] | None:
+        """Names of every tool this world can offer, for validating scenarios (default: the
+        declared tools); None when the set is only known at run time."""
+        return set(cls.declared_tools) or None
 
 
-_WORLDS: dict[str, type[World]] = {}
-_BUILTIN_MODULES = {
-    "retail": "trialrun.sandbox.worlds.retail",
-    "vending": "trialrun.sandbox.worlds.vending",
-    "calendar": "trialrun.sandbox.worlds.calendar",
-    "workflow": "trialrun.sandbox.worlds.workflow",
-    "codebase": "trialrun.sandbox.worlds.codebase",
-}
-
-
-def register_world(name: str):
-    def deco(cls: type[World]) -> type[World]:
-        cls.name = name
-        _WORLDS[name] = cls
-        return cls
-
-    return deco
-
-
-def load_class(path: str, kind: str) -> type:
-    """Import `pkg.module:Class` (or `pkg.module.Class`)."""
-    module_name, sep, attr = path.partition(":")
-    if not sep:
-        module_name, _, attr = path.rpartition(".")
-    if not module_name or not attr:
-        raise LookupError(f"{kind} {path!r}: expected a name or an import path 'pkg.module:Class'")
-    try:
-        module = importlib.import_module(module_name)
-    except ImportError as e:
-        raise LookupError(f"{kind} {path!r}: cannot import module {module_name!r} ({e})") from e
-    try:
-        return getattr(module, attr)
-    except AttributeError:
-        raise LookupError(f"{kind} {path!r}: module {module_name!r} has no {attr!r}") from None
-
-
-def known_worlds() -> list[str]:
-    names = set(_BUILTIN_MODULES) | set(_WORLDS)
-    names |= {ep.name for ep in entry_points(group="trialrun.worlds")}
-    return sorted(names)
-
-
-def world_class(name: str) -> type[World]:
-    """Resolve a world by registered name, built-in name, entry point or import path."""
-    if name in _WORLDS:
-        return _WORLDS[name]
-    if name in _BUILTIN_MODULES:
-        importlib.import_module(_BUILTIN_MODULES[name])
-        if name in _WORLDS:
-            return _WORLDS[name]
-    for ep in entry_points(group="trialrun.worlds"):
-        if ep.name == name:
-            cls = ep.load()
-            _WORLDS[name] = cls
-            return cls
-    if ":" in name or "." in name:
-        cls = load_class(name, "world")
-        if not (isinstance(cls, type) and issubclass(cls, World)):
-            raise LookupError(f"world {name!r} is not a subclass of trialrun.sandbox.world.World")
-        return cls
-    raise LookupError(f"unknown world {name!r}; known: {', '.join(known_worlds())}")
+# Names a tool method must not take: they are the World protocol itself.
+_WORLD_API = frozenset(n for n in dir(World) if not n.startswith("_")) - {"name"}

@@ -21,7 +21,8 @@ class GraderSpec(BaseModel):
 
     model_config = ConfigDict(extra="allow")
 
-    type: str = Field(description="grader name, e.g. expected_action, assert, reply_contains")
+    type: str = Field(description="grader name (world, assert, args_match, reply_contains, "
+                      "state_equals) or pkg.mod:Class")
     name: str | None = Field(None, description="label in reports (default: the type)")
 
     @property
@@ -103,38 +104,29 @@ class GenerateTasks(Strict):
     params: dict[str, Any] = Field(default_factory=dict)
 
 
-class HumanSpec(Strict):
-    type: Literal["simulated", "scripted", "oracle"] = "simulated"
-    recall: float = Field(0.9, ge=0, le=1, description="P(deny | decision wrong)")
-    false_deny_rate: float = Field(0.05, ge=0, le=1, description="P(deny | decision right)")
-    seconds_per_review: float = Field(30.0, ge=0)
-    cost_per_review: float = Field(0.0, ge=0, description="money per review")
-    fatigue: float = Field(
-        0.0, ge=0, le=1, description="recall lost per consecutive review (multiplicative)"
-    )
-    answers: list[Literal["approve", "deny"]] = Field(
-        default_factory=list, description="for type: scripted, answers in order"
-    )
-    answer_text: str = Field(
-        "", description="what the human says when the agent asks for help"
-    )
+class HumanSpec(BaseModel):
+    """Who answers at checkpoints and ask_human: a human by `type` (simulated, scripted,
+    oracle, or pkg.mod:Class); the other keys are that human's options (`recall`,
+    `false_deny_rate`, `seconds_per_review`, ... for `simulated`), checked at load time."""
+
+    model_config = ConfigDict(extra="allow")
+
+    type: str = Field("simulated", description="simulated, scripted, oracle or pkg.mod:Class")
 
     @property
-    def specificity(self) -> float:
-        return 1.0 - self.false_deny_rate
+    def options(self) -> dict[str, Any]:
+        return dict(self.model_extra or {})
 
 
-CheckpointPolicyName = Literal[
-    "never", "always", "every_n", "before_irreversible", "below_confidence", "budget", "nodes"
-]
+class CheckpointSpec(BaseModel):
+    """A checkpoint policy by name (never, always, every_n, before_irreversible,
+    below_confidence, budget, nodes, or pkg.mod:Class); keys other than those below are the
+    policy's options (`n`, `threshold`, `budget`, `nodes`), checked at load time."""
 
+    model_config = ConfigDict(extra="allow")
 
-class CheckpointSpec(Strict):
-    policy: CheckpointPolicyName = "never"
-    n: int = Field(5, ge=1, description="every_n: review every n-th decision")
-    threshold: float = Field(0.8, ge=0, le=1, description="below_confidence: review below this")
-    budget: int = Field(5, ge=0, description="budget: at most this many reviews per episode")
-    nodes: list[str] = Field(default_factory=list, description="nodes: review these nodes")
+    policy: str = Field("never", description="never | always | every_n | before_irreversible "
+                        "| below_confidence | budget | nodes | pkg.mod:Class")
     on_deny: Literal["retry", "takeover", "abort"] = Field(
         "retry",
         description="retry: the agent is told and decides again; takeover: the human does "
@@ -142,6 +134,10 @@ class CheckpointSpec(Strict):
     )
     max_retries: int = Field(2, ge=0, description="retry: denials before the episode aborts")
     human: HumanSpec = Field(default_factory=HumanSpec)
+
+    @property
+    def options(self) -> dict[str, Any]:
+        return dict(self.model_extra or {})
 
 
 class EscalationSpec(Strict):
@@ -154,6 +150,10 @@ class Budgets(Strict):
     max_sim_time: float | None = Field(None, gt=0, description="simulated seconds")
     max_wall_time: float | None = Field(300.0, gt=0, description="wall seconds per episode")
     max_cost: float | None = Field(None, gt=0, description="model spend per episode")
+    success_if_truncated: bool = Field(
+        False, description="count an episode that ran out of a budget as a success when its "
+        "outcome graders pass (e.g. a business that must survive a set time); by default a "
+        "truncated episode is never a success")
 
 
 class Scenario(Strict):
@@ -163,7 +163,9 @@ class Scenario(Strict):
     description: str = ""
     tags: list[str] = Field(default_factory=list)
     world: WorldSpec
-    tasks: list[TaskSpec] | GenerateTasks
+    tasks: list[TaskSpec] | GenerateTasks = Field(
+        description="a list of tasks, or {generate: N, seed: S} for task variants the world "
+        "generates")
     agent: AgentSpec
     nodes: dict[str, NodeSpec] = Field(default_factory=dict)
     node_map: dict[str, str] = Field(
@@ -192,11 +194,12 @@ class Scenario(Strict):
         if isinstance(v, list):
             if not v:
                 raise ValueError("tasks must not be empty")
-            seen: set[str] = set()
-            for t in v:
+            seen: dict[str, int] = {}
+            for i, t in enumerate(v):
                 if t.id in seen:
-                    raise ValueError(f"duplicate task id {t.id!r}")
-                seen.add(t.id)
+                    raise ValueError(f"tasks[{i}].id: duplicate task id {t.id!r} (also "
+                                     f"tasks[{seen[t.id]}])")
+                seen[t.id] = i
         return v
 
     @property

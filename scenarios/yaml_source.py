@@ -55,18 +55,44 @@ def load_yaml(text: str) -> tuple[Any, SourceMap]:
     except yaml.MarkedYAMLError as e:
         mark = e.problem_mark or e.context_mark
         problem = e.problem or "invalid YAML"
+        if problem.startswith("but ") and e.context:  # "expected a single document ..."
+            problem = f"{e.context}, {problem}"
+        elif ("<stream end>" in problem or "end of stream" in problem) and e.context_mark \
+                and e.context and e.context.startswith("while "):
+            # an unclosed {, [ or quote: point at where it opens, not at the end of the file
+            mark = e.context_mark
+            what = e.context.removeprefix("while parsing ").removeprefix("while scanning ")
+            problem = f"{what} that starts here is never closed ({problem})"
         hint = ""
         if "mapping values are not allowed" in problem or "expected <block end>" in problem:
             hint = " (check the indentation of this line and the one above)"
+        elif "'\\t'" in problem:
+            hint = " (YAML indents with spaces, not tabs)"
         raise YamlSyntaxError(f"{problem}{hint}", _pos(mark) if mark else None) from None
     except yaml.YAMLError as e:
         raise YamlSyntaxError(str(e), None) from None
     if node is None:
         return None, smap
     constructor = yaml.SafeLoader("")
+    open_nodes: set[int] = set()  # the collections being built: an alias back to one recurses
 
     def build(n: yaml.Node, loc: Loc) -> Any:
         smap.values[loc] = _pos(n.start_mark)
+        if isinstance(n, yaml.MappingNode | yaml.SequenceNode):
+            if id(n) in open_nodes:
+                raise YamlSyntaxError("an alias refers to a collection that contains it",
+                                      _pos(n.start_mark))
+            open_nodes.add(id(n))
+            try:
+                return build_collection(n, loc)
+            finally:
+                open_nodes.discard(id(n))
+        try:
+            return constructor.construct_object(n, deep=True)
+        except yaml.constructor.ConstructorError as e:
+            raise YamlSyntaxError(e.problem or str(e), _pos(n.start_mark)) from None
+
+    def build_collection(n: yaml.Node, loc: Loc) -> Any:
         if isinstance(n, yaml.MappingNode):
             constructor.flatten_mapping(n)
             out: dict[Any, Any] = {}
@@ -80,14 +106,16 @@ def load_yaml(text: str) -> tuple[Any, SourceMap]:
                 smap.keys[(*loc, key)] = _pos(key_node.start_mark)
                 out[key] = build(value_node, (*loc, key))
             return out
-        if isinstance(n, yaml.SequenceNode):
-            return [build(item, (*loc, i)) for i, item in enumerate(n.value)]
-        try:
-            return constructor.construct_object(n, deep=True)
-        except yaml.constructor.ConstructorError as e:
-            raise YamlSyntaxError(e.problem or str(e), _pos(n.start_mark)) from None
+        return [build(item, (*loc, i)) for i, item in enumerate(n.value)]
 
-    return build(node, ()), smap
+    try:
+        return build(node, ()), smap
+    except yaml.MarkedYAMLError as e:  # e.g. a merge key (<<) on something not a mapping
+        mark = e.problem_mark or e.context_mark
+        raise YamlSyntaxError(e.problem or "invalid YAML", _pos(mark) if mark else None) \
+            from None
+    except yaml.YAMLError as e:
+        raise YamlSyntaxError(str(e), None) from None
 
 
 def read_yaml(path: Path) -> tuple[Any, SourceMap]:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import anyio
 
-from trialrun.agents.scripted_retail import ScriptedRetailAgent
+from trialrun.sandbox.worlds.retail import ScriptedRetailAgent
 
 
 class SlowAgent(ScriptedRetailAgent):

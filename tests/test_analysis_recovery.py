@@ -7,10 +7,10 @@ import anyio
 import pytest
 
 from tests.helpers import RETAIL, run_source
-from trialrun.agents.scripted_retail import ScriptedRetailAgent
 from trialrun.analysis.data import load_run
 from trialrun.analysis.summary import summarize
 from trialrun.replay.counterfactual import attribute_run
+from trialrun.sandbox.worlds.retail import ScriptedRetailAgent
 
 BASE = (RETAIL / "known_error_rates.yaml").read_text()
 
@@ -40,9 +40,9 @@ def test_independent_errors_recovered_and_not_called_correlated(store):
     nodes = {n.node: n.accuracy for n in s.nodes}
     assert nodes["resolve"].lo <= 0.90 <= nodes["resolve"].hi
     assert nodes["reply"].lo <= 0.85 <= nodes["reply"].hi
-    ind = s.reliability.independence
-    assert not ind.correlated, ind
-    assert ind.lift.lo <= 1.0 <= ind.lift.hi
+    sc = s.reliability.shared_cause
+    assert sc.verdict == "independent", sc
+    assert sc.co_error_ratio.lo <= 1.0 <= sc.co_error_ratio.hi
 
 
 @pytest.mark.slow
@@ -50,8 +50,8 @@ def test_correlated_errors_are_detected(store):
     run = run_source(store, scenario(
         "{error_rates: {resolve: 0.06, reply: 0.06}, bad_day_rate: 0.15, "
         "bad_day_multiplier: 8}", 1500))
-    ind = summarize(load_run(store, run.run_id)).reliability.independence
-    assert ind.correlated and ind.lift.lo > 1.0, ind
+    sc = summarize(load_run(store, run.run_id)).reliability.shared_cause
+    assert sc.verdict == "shared_cause" and sc.co_error_ratio.lo > 1.0, sc
 
 
 @pytest.mark.slow

@@ -9,12 +9,12 @@ import anyio
 import pytest
 
 from trialrun.agents.generic import AlwaysAskAgent, NeverAskAgent
-from trialrun.agents.scripted_calendar import ScriptedCalendarAgent
-from trialrun.checkpoints import RecordedHuman
-from trialrun.episode import EpisodePlan, run_episode
+from trialrun.episode import run_episode
+from trialrun.humans import RecordedHuman
+from trialrun.plan import ScenarioPlan
 from trialrun.replay.exact import RecordedAgent, recorded_answers
 from trialrun.sandbox.world import ToolError
-from trialrun.sandbox.worlds.calendar import CalendarTask, CalendarWorld
+from trialrun.sandbox.worlds.calendar import CalendarTask, CalendarWorld, ScriptedCalendarAgent
 from trialrun.sandbox.worlds.users import SimulatedUser, UserProfile
 from trialrun.scenarios.loader import LIBRARY, ScenarioError, load_scenario
 from trialrun.trajectory import Decision, EpisodeKey, EpisodeResult
@@ -22,11 +22,11 @@ from trialrun.trajectory import Decision, EpisodeKey, EpisodeResult
 FILES = sorted((LIBRARY / "calendar").glob("*.yaml"))
 
 
-def plan_of(path: Path) -> EpisodePlan:
-    return EpisodePlan.build(load_scenario(path))
+def plan_of(path: Path) -> ScenarioPlan:
+    return ScenarioPlan.build(load_scenario(path))
 
 
-def run(plan: EpisodePlan, task: str, seed: int = 0, agent=None, human=None) -> EpisodeResult:
+def run(plan: ScenarioPlan, task: str, seed: int = 0, agent=None, human=None) -> EpisodeResult:
     key = EpisodeKey(scenario=plan.loaded.name, task=task, seed=seed, trial=0)
     return anyio.run(lambda: run_episode(plan, key, agent=agent, human=human))
 
@@ -90,7 +90,7 @@ def test_same_seed_same_decisions_same_trajectory() -> None:
             assert a.final_digest == b.final_digest
             assert [s.decision for s in a.steps] == [s.decision for s in b.steps]
             # Replaying the recorded decisions and human answers gives the same world.
-            human = RecordedHuman(plan.loaded.scenario.checkpoints.human, recorded_answers(a))
+            human = RecordedHuman(recorded_answers(a))
             c = run(plan, task, seed, agent=RecordedAgent([s.decision for s in a.steps]),
                     human=human)
             assert [s.state_digest for s in c.steps] == [s.state_digest for s in a.steps]

@@ -7,17 +7,20 @@ import anyio
 import pytest
 
 from tests.docker_fixtures import docker_engine, sandbox_image, trialrun_containers  # noqa: F401
-from trialrun.agents.scripted_codebase import called_names, function_body, mutations, unique_edit
 from trialrun.runner import RunOptions, run_episodes
 from trialrun.sandbox.backend import SandboxSpec, open_sandbox
 from trialrun.sandbox.world import ToolError
 from trialrun.sandbox.worlds.codebase import (
     GRADE_CMD,
     CodebaseWorld,
-    _tar,
+    called_names,
     catalog,
+    function_body,
     load_repo,
+    mutations,
     parse_results,
+    tar_files,
+    unique_edit,
 )
 from trialrun.scenarios.loader import LIBRARY, load_scenario, load_scenario_source
 from trialrun.trajectory import Decision
@@ -30,7 +33,7 @@ LOCAL = {"backend": "local"}
 
 def _suite(files: dict[str, str]) -> dict[str, str]:
     with open_sandbox(SandboxSpec(backend="local")) as box:
-        box.restore(_tar(files))
+        box.restore(tar_files(files))
         r = box.exec(GRADE_CMD)
         return parse_results(r.stdout)
 

@@ -47,3 +47,42 @@ def test_missing_data_is_an_evaluation_error_not_a_crash():
         compile_expr("args.nope == 1").evaluate(CTX)
     with pytest.raises(ExprEvalError, match="unknown name"):
         compile_expr("missing > 1").evaluate(CTX)
+
+
+NAMES = {"args", "state", "task", "messages"}
+
+
+@pytest.mark.parametrize("src", [
+    "args.amount > 0 and task.id",
+    "[m for m in messages if 'x' in m]",
+    "all(o.status == 'ok' for o in state.orders.values())",
+    "[x for xs in state.rows for x in xs if x > len(xs)]",  # a later generator sees xs
+    "any(k == v for k, v in args.items())",  # tuple targets
+    "true and not null and len(messages) == 0",  # YAML spellings and functions are known
+])
+def test_names_in_scope_compile(src):
+    compile_expr(src, names=NAMES)
+
+
+@pytest.mark.parametrize(("src", "bad", "hint"), [
+    ("arg.days > 3", "arg", "did you mean 'args'?"),
+    ("[m for m in messages] and m", "m", ""),  # a comprehension's variable does not leak
+    ("[x for x in xs]", "xs", ""),  # the first iterable is read outside the comprehension
+    ("stat.orders", "stat", "did you mean 'state'?"),
+])
+def test_unknown_names_are_refused_with_a_suggestion(src, bad, hint):
+    with pytest.raises(ExprError) as e:
+        compile_expr(src, names=NAMES)
+    msg = str(e.value)
+    assert f"uses unknown name {bad!r}" in msg and hint in msg
+    assert "available: args, messages, state, task" in msg
+    compile_expr(src)  # without names, nothing is checked
+
+
+def test_tuple_targets_evaluate():
+    ctx = {"d": {"a": 1, "b": 2}}
+    assert compile_expr("[k for k, v in d.items() if v > 1]").evaluate(ctx) == ["b"]
+    with pytest.raises(ExprError, match="plain names"):
+        compile_expr("[x for x.y in d]")
+    with pytest.raises(ExprEvalError, match="cannot unpack"):
+        compile_expr("[a for a, b in d]").evaluate({"d": ["abc"]})

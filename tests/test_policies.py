@@ -10,11 +10,11 @@ from tests.helpers import RETAIL, run_source
 from trialrun.analysis.data import load_run
 from trialrun.analysis.policies import place_checkpoints
 from trialrun.analysis.summary import summarize
-from trialrun.checkpoints import SimulatedHuman
-from trialrun.policy_runs import parse_policy, policy_variants
+from trialrun.checkpoints import Nodes, ReviewRequest, parse_label
+from trialrun.humans import SimulatedHuman, SimulatedOptions
+from trialrun.policy_runs import policy_variants
 from trialrun.runner import RunOptions, run_episodes
-from trialrun.scenarios.loader import load_scenario_source
-from trialrun.scenarios.schema import CheckpointSpec, HumanSpec
+from trialrun.scenarios.loader import ScenarioError, load_scenario_source
 from trialrun.trajectory import Decision
 
 BASE = (RETAIL / "known_error_rates.yaml").read_text()
@@ -67,24 +67,47 @@ def test_scripted_human_answers_in_order(store):
 
 
 def test_simulated_human_recall_specificity_and_fatigue():
-    spec = HumanSpec(recall=0.8, false_deny_rate=0.1, fatigue=0.0)
-    h = SimulatedHuman(spec, random.Random(1))
-    d = Decision(kind="tool_call", node="n", tool="t")
-    caught = sum(not h.review(d, False).approved for _ in range(4000)) / 4000
-    false_denied = sum(not h.review(d, True).approved for _ in range(4000)) / 4000
+    h = SimulatedHuman({"recall": 0.8, "false_deny_rate": 0.1}, random.Random(1))
+    caught = sum(not h.review_now(False).approved for _ in range(4000)) / 4000
+    false_denied = sum(not h.review_now(True).approved for _ in range(4000)) / 4000
     assert abs(caught - 0.8) < 0.03 and abs(false_denied - 0.1) < 0.02
-    tired = SimulatedHuman(HumanSpec(recall=0.9, fatigue=0.1), random.Random(2))
-    early = sum(not tired.review(d, False).approved for _ in range(5))
-    late = sum(not tired.review(d, False).approved for _ in range(200))
+    tired = SimulatedHuman({"recall": 0.9, "fatigue": 0.1}, random.Random(2))
+    early = sum(not tired.review_now(False).approved for _ in range(5))
+    late = sum(not tired.review_now(False).approved for _ in range(200))
     assert late / 200 < early / 5 or late / 200 < 0.3
 
 
-def test_policy_labels_parse_and_reject_nonsense():
-    base = CheckpointSpec()
-    assert parse_policy("every_n:3", base).n == 3
-    assert parse_policy("nodes:resolve+reply", base).nodes == ["resolve", "reply"]
-    with pytest.raises(ValueError, match="unknown policy 'sometimes'"):
-        parse_policy("sometimes", base)
+def test_policy_labels_round_trip_and_reject_nonsense():
+    assert parse_label("every_n:3") == ("every_n", {"n": "3"})
+    name, opts = parse_label("nodes:resolve+reply")
+    policy = Nodes(opts)
+    assert policy.options.nodes == ["resolve", "reply"]
+    assert Nodes.label(policy.options) == "nodes:resolve+reply"
+    d = Decision(kind="tool_call", node="reply", tool="reply")
+    assert policy.should_review(ReviewRequest(d, 0, False, 0)) == "node reply is checked"
+    with pytest.raises(LookupError, match="unknown checkpoint 'sometimes'"):
+        parse_label("sometimes")
+    with pytest.raises(ValueError, match="takes no argument"):
+        parse_label("never:3")
+    with pytest.raises(ValueError, match="every_n:x"):
+        policy_variants([load_scenario_source(BASE, "k.yaml")], ["every_n:x"])
+
+
+def test_checkpoint_options_are_checked_at_load_time():
+    with pytest.raises(ScenarioError, match="checkpoints.n: unknown key"):
+        load_scenario_source(with_checkpoints("{policy: before_irreversible, n: 3}", 1),
+                             "k.yaml")
+    with pytest.raises(ScenarioError, match="checkpoints.human.recal: unknown key"):
+        load_scenario_source(with_checkpoints("{policy: always, human: {recal: 0.5}}", 1),
+                             "k.yaml")
+
+
+def test_the_policy_is_stored_with_every_episode(store):
+    run = run_source(store, with_checkpoints("{policy: every_n, n: 2}", 2))
+    assert {r.policy for r in run.results} == {"every_n:2"}
+    reasons = {st.checkpoint.reason for r in run.results for st in r.steps if st.checkpoint}
+    assert reasons == {"every 2 decisions"}
+    assert set(load_run(store, run.run_id).policy) == {"every_n:2"}
 
 
 @pytest.mark.slow
@@ -109,7 +132,7 @@ def test_compare_policies_and_frontier(store):
 def test_optimiser_prediction_matches_a_run_with_that_placement(store):
     measured = run_source(store, BASE.replace("seeds: 20", "seeds: 800"))
     data = load_run(store, measured.run_id)
-    human = HumanSpec(recall=0.9, false_deny_rate=0.05)
+    human = SimulatedOptions(recall=0.9, false_deny_rate=0.05)
     plan = place_checkpoints(data, 1, human.recall, human.specificity, 30)
     assert plan.nodes == ["resolve"]  # the least accurate node, 0.90
     assert plan.predicted_success > plan.baseline_success

@@ -29,12 +29,12 @@ def test_replay_detects_a_changed_world(store, monkeypatch):
     from trialrun.sandbox.worlds import retail
 
     # A world whose refunds now round differently: the replay must notice.
-    orig = retail.RetailWorld._t_refund
+    orig = retail.RetailWorld.refund
 
     def changed(self, order_id, amount):
         return orig(self, order_id, round(float(amount) - 1, 2))
 
-    monkeypatch.setattr(retail.RetailWorld, "_t_refund", changed)
+    monkeypatch.setattr(retail.RetailWorld, "refund", changed)
     report, _ = anyio.run(replay_episode, store, e.id)
     assert not report.identical
     assert any(d.what == "state digest" for d in report.differences)

@@ -13,9 +13,9 @@ from sqlalchemy import text
 
 from tests.helpers import RETAIL, run_source
 from trialrun.agents.base import AgentError
-from trialrun.agents.scripted_retail import ScriptedRetailAgent
 from trialrun.analysis.data import load_run
 from trialrun.analysis.summary import summarize
+from trialrun.sandbox.worlds.retail import ScriptedRetailAgent
 from trialrun.store import Store
 
 

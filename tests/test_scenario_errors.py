@@ -118,13 +118,41 @@ def test_unknown_suite_names_the_builtin_ones():
 
 
 def test_sandbox_override_switches_backend_and_drops_docker_only_keys():
-    from trialrun.runner import apply_overrides
+    from trialrun.plan import apply_overrides
 
     (ls,) = load_targets([str(LIBRARY / "codebase" / "all-bugs.yaml")])
     assert ls.scenario.world.sandbox["backend"] == "docker" and "pool" in ls.scenario.world.sandbox
-    apply_overrides([ls], {"sandbox": "local"})
+    apply_overrides(ls, {"sandbox": "local"})
     assert ls.scenario.world.sandbox["backend"] == "local"
     assert "pool" not in ls.scenario.world.sandbox
     (retail,) = load_targets([str(LIBRARY / "retail" / "refund_in_window.yaml")])
-    apply_overrides([retail], {"sandbox": "docker"})  # in-process worlds are left alone
+    apply_overrides(retail, {"sandbox": "docker"})  # in-process worlds are left alone
     assert retail.scenario.world.sandbox is None
+
+
+def test_expression_scopes_match_what_graders_evaluate_with():
+    """The names `validate` accepts in a node expression are exactly those a node grader's
+    expression is evaluated with."""
+    from trialrun.graders.base import StepContext
+    from trialrun.trajectory import Decision
+
+    ctx = StepContext(node="n", decision=Decision(kind="finish", node="n"), verdict=None,
+                      result=None, task={})
+    assert set(ctx.expr_context()) == StepContext.variables
+
+
+def test_unknown_expression_name_is_a_load_error(tmp_path):
+    errs = errors_for(tmp_path, GOOD + textwrap.dedent("""\
+        nodes:
+          resolve:
+            graders:
+              - {type: assert, expr: "arg.amount > 0"}
+        """))
+    assert len(errs) == 1 and "s.yaml:18:" in errs[0]
+    assert "unknown name 'arg'; did you mean 'args'?" in errs[0]
+
+
+def test_a_world_hook_that_raises_names_the_hook(tmp_path):
+    errs = errors_for(tmp_path, GOOD.replace("order_id: O-1}", "order_id: O-2}"))
+    assert errs == [f"{tmp_path / 's.yaml'}:5:5: tasks[0]: world 'retail' raised KeyError('O-2') "
+                    "in reset() while checking this task"]

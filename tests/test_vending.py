@@ -11,10 +11,12 @@ import pytest
 import yaml
 
 from trialrun.agents.base import Agent, AgentContext
-from trialrun.episode import EpisodePlan, run_episode
-from trialrun.sandbox.world import ToolError, world_class
+from trialrun.episode import run_episode
+from trialrun.plan import ScenarioPlan
+from trialrun.registry import resolve
+from trialrun.sandbox.world import ToolError
 from trialrun.sandbox.worlds.vending import VendingWorld
-from trialrun.sandbox.worlds.vending_mail import parse_order
+from trialrun.sandbox.worlds.vending.mail import parse_order
 from trialrun.scenarios.loader import LIBRARY, load_scenario, load_scenario_source, load_targets
 from trialrun.trajectory import Decision, EpisodeKey, EpisodeResult, Observation
 
@@ -35,7 +37,7 @@ def run(path: Path = COMPETENT, seed: int = 0, *, params: dict[str, Any] | None 
     if max_steps is not None:
         data["budgets"]["max_steps"] = max_steps
     loaded = load_scenario_source(yaml.safe_dump(data), path)
-    plan = EpisodePlan.build(loaded)
+    plan = ScenarioPlan.build(loaded)
     key = EpisodeKey(scenario=loaded.name, task=loaded.tasks[task_index]["id"], seed=seed,
                      trial=0)
     out: list[EpisodeResult] = []
@@ -77,11 +79,11 @@ def test_all_vending_scenarios_validate():
     assert generated and all(len(ls.tasks) >= 10 for ls in generated)
     for ls in loaded:
         assert ls.scenario.agent.type == "scripted:vending"
-        assert set(ls.scenario.node_map) == VendingWorld.tool_names({})
+        assert set(ls.scenario.node_map) == VendingWorld.tool_names(None)
 
 
 def test_generated_tasks_are_seeded_and_valid():
-    W = world_class("vending")
+    W = resolve("world", "vending")
     hard = W.generate_tasks(20, 7, "hard")
     assert hard == W.generate_tasks(20, 7, "hard")
     assert hard != W.generate_tasks(20, 8, "hard")
@@ -259,6 +261,6 @@ def test_world_alone_reproduces_the_trajectory_and_restores_exactly():
             snap = w.snapshot()
         digests.append(step(s.decision))
     assert digests == [s.state_digest for s in r.steps]
-    assert len(w.inbox) <= w.cfg.inbox_limit and len(json.dumps(w.state())) < 12_000
+    assert len(w.inbox) <= w.options.inbox_limit and len(json.dumps(w.state())) < 12_000
     w.restore(snap)
     assert [step(s.decision) for s in r.steps[400:]] == digests[400:]

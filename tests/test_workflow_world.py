@@ -7,27 +7,33 @@ from pathlib import Path
 import anyio
 import pytest
 
-from trialrun.agents.scripted_workflow import ScriptedWorkflowAgent, extract_call
-from trialrun.episode import EpisodePlan, run_episode
+from trialrun.episode import run_episode
+from trialrun.plan import ScenarioPlan
 from trialrun.replay.exact import RecordedAgent
 from trialrun.sandbox.world import ToolError
-from trialrun.sandbox.worlds.workflow import STAGES, WorkflowTask, WorkflowWorld
+from trialrun.sandbox.worlds.workflow import (
+    STAGES,
+    ScriptedWorkflowAgent,
+    WorkflowTask,
+    WorkflowWorld,
+    extract_call,
+)
 from trialrun.scenarios.loader import LIBRARY, load_scenario
 from trialrun.trajectory import Decision, EpisodeKey, EpisodeResult
 
 FILES = sorted((LIBRARY / "workflow").glob("*.yaml"))
 
 
-def plan_of(path: Path) -> EpisodePlan:
-    return EpisodePlan.build(load_scenario(path))
+def plan_of(path: Path) -> ScenarioPlan:
+    return ScenarioPlan.build(load_scenario(path))
 
 
-def run(plan: EpisodePlan, task: str, seed: int = 0, agent=None) -> EpisodeResult:
+def run(plan: ScenarioPlan, task: str, seed: int = 0, agent=None) -> EpisodeResult:
     key = EpisodeKey(scenario=plan.loaded.name, task=task, seed=seed, trial=0)
     return anyio.run(lambda: run_episode(plan, key, agent=agent))
 
 
-def generated_plan(n: int, seed: int, difficulty: str = "medium") -> EpisodePlan:
+def generated_plan(n: int, seed: int, difficulty: str = "medium") -> ScenarioPlan:
     plan = plan_of(LIBRARY / "workflow" / "generated_hard.yaml")
     plan.tasks = {t["id"]: t for t in WorkflowWorld.generate_tasks(n, seed, difficulty)}
     return plan

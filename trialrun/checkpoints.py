@@ -1,162 +1,165 @@
-"""Human checkpoint policies and the humans who answer them.
+"""Checkpoint policies: before a decision takes effect, must a human approve it?
 
-A policy decides, before a decision takes effect, whether a human must approve it. A human
-answers approve/deny: simulated (recall, false-deny rate, seconds and cost per review,
-fatigue), scripted (answers in order, for tests), an oracle, or a recording (exact replay).
+A policy is a plugin (`@register("checkpoint", name)`) with its options as `Options`; one
+instance serves one episode, so a policy may count what it has seen. The loop asks it once
+per decision that would change the world (asking a human and finishing never are reviewed).
 """
 
 from __future__ import annotations
 
-import random
 from dataclasses import dataclass
+from typing import Any, ClassVar
 
-from trialrun.scenarios.schema import CheckpointSpec, HumanSpec
+from pydantic import BaseModel, ConfigDict, Field
+
+from trialrun.registry import register
 from trialrun.trajectory import Decision
 
 
 @dataclass
 class ReviewRequest:
+    """What a policy sees: the decision, its place in the episode, and why it may matter."""
+
     decision: Decision
     step: int  # index of the step in the episode
     irreversible: bool
     reviews_so_far: int
 
 
-class CheckpointPolicy:
-    """Which decisions a human reviews. Per-node overrides via `policy: nodes`."""
+class PolicyOptions(BaseModel):
+    model_config = ConfigDict(extra="forbid")
 
-    def __init__(self, spec: CheckpointSpec) -> None:
-        self.spec = spec
-        self.nodes = set(spec.nodes)
+
+class CheckpointPolicy:
+    """Base class: `should_review` answers for one decision; `reason` says why, for the
+    reviewer and the record ("irreversible", "confidence 0.42 < 0.8", "every 3rd")."""
+
+    name: ClassVar[str] = ""
+    Options: ClassVar[type[PolicyOptions]] = PolicyOptions
+    # The option a short label carries ("every_n:3"); lists are joined with "+".
+    label_option: ClassVar[str | None] = None
+
+    def __init__(self, options: PolicyOptions | dict[str, Any] | None = None) -> None:
+        if not isinstance(options, self.Options):
+            options = self.Options.model_validate(options or {})
+        self.options: Any = options
         self.decisions_seen = 0
 
-    @property
-    def name(self) -> str:
-        return self.spec.policy
-
-    def should_review(self, req: ReviewRequest) -> bool:
-        d = req.decision
-        if d.kind in ("ask_human", "finish"):
-            return False  # asking is the agent's own escalation; finishing has no effect
-        self.decisions_seen += 1
-        s = self.spec
-        match s.policy:
-            case "never":
-                return False
-            case "always":
-                return True
-            case "every_n":
-                return self.decisions_seen % s.n == 0
-            case "before_irreversible":
-                return req.irreversible
-            case "below_confidence":
-                return d.confidence is None or d.confidence < s.threshold
-            case "budget":
-                # Spend a fixed review budget on the riskiest decisions: irreversible first,
-                # then low confidence.
-                if req.reviews_so_far >= s.budget:
-                    return False
-                return req.irreversible or (d.confidence is not None and
-                                            d.confidence < s.threshold)
-            case "nodes":
-                return d.node in self.nodes
-        return False
-
-
-@dataclass
-class HumanAnswer:
-    approved: bool
-    seconds: float
-    cost: float
-    reviewer: str
-
-
-class Human:
-    """Base class: answers approve/deny at checkpoints and replies to ask_human."""
-
-    kind = "human"
-
-    def __init__(self, spec: HumanSpec) -> None:
-        self.spec = spec
-
-    def review(self, decision: Decision, correct: bool | None) -> HumanAnswer:
+    def should_review(self, req: ReviewRequest) -> str | None:
+        """None: let it through; otherwise the reason a human must look."""
         raise NotImplementedError
 
-    def _answer(self, approved: bool) -> HumanAnswer:
-        return HumanAnswer(approved, self.spec.seconds_per_review, self.spec.cost_per_review,
-                           self.kind)
+    @classmethod
+    def label(cls, options: PolicyOptions) -> str:
+        """The policy as one short string, stored with every episode ("every_n:3")."""
+        if cls.label_option is None:
+            return cls.name
+        value = getattr(options, cls.label_option)
+        return f"{cls.name}:{'+'.join(value) if isinstance(value, list) else value}"
 
 
-class SimulatedHuman(Human):
-    """Catches a wrong decision with probability `recall` (falling with fatigue over
-    consecutive reviews) and wrongly denies a right one with `false_deny_rate`."""
+def parse_label(label: str) -> tuple[str, dict[str, Any]]:
+    """`every_n:3` -> ("every_n", {"n": "3"}): the inverse of `CheckpointPolicy.label`, for
+    the command line. The options are validated by the policy's model by the caller."""
+    from trialrun.registry import resolve
 
-    kind = "simulated"
-
-    def __init__(self, spec: HumanSpec, rng: random.Random) -> None:
-        super().__init__(spec)
-        self.rng = rng
-        self.consecutive = 0
-
-    def review(self, decision: Decision, correct: bool | None) -> HumanAnswer:
-        recall = self.spec.recall * (1.0 - self.spec.fatigue) ** self.consecutive
-        self.consecutive += 1
-        u = self.rng.random()  # always drawn, so the RNG stream does not depend on truth
-        if correct is False:
-            return self._answer(approved=u >= recall)
-        return self._answer(approved=u >= self.spec.false_deny_rate)
-
-    def rest(self) -> None:
-        self.consecutive = 0
+    name, sep, arg = label.partition(":")
+    cls = resolve("checkpoint", name)
+    if not sep:
+        return name, {}
+    if cls.label_option is None:
+        raise ValueError(f"policy {name!r} takes no argument")
+    field = cls.Options.model_fields[cls.label_option]
+    value: Any = [n for n in arg.split("+") if n] if field.annotation == list[str] else arg
+    return name, {cls.label_option: value}
 
 
-class ScriptedHuman(Human):
-    kind = "scripted"
-
-    def __init__(self, spec: HumanSpec) -> None:
-        super().__init__(spec)
-        self.answers = list(spec.answers)
-
-    def review(self, decision: Decision, correct: bool | None) -> HumanAnswer:
-        answer = self.answers.pop(0) if self.answers else "approve"
-        return self._answer(answer == "approve")
+@register("checkpoint", "never")
+class Never(CheckpointPolicy):
+    def should_review(self, req: ReviewRequest) -> str | None:
+        return None
 
 
-class OracleHuman(Human):
-    """Denies exactly the wrong decisions: the upper bound a checkpoint can buy."""
-
-    kind = "oracle"
-
-    def review(self, decision: Decision, correct: bool | None) -> HumanAnswer:
-        return self._answer(correct is not False)
+@register("checkpoint", "always")
+class Always(CheckpointPolicy):
+    def should_review(self, req: ReviewRequest) -> str | None:
+        return "every decision is reviewed"
 
 
-class RecordedHuman(Human):
-    """Plays back recorded answers in order (exact replay), then hands over to `then` (a
-    fork goes on with a live human past the recording)."""
-
-    kind = "recorded"
-
-    def __init__(self, spec: HumanSpec, answers: list[HumanAnswer],
-                 then: Human | None = None) -> None:
-        super().__init__(spec)
-        self.answers = list(answers)
-        self.then = then
-
-    def review(self, decision: Decision, correct: bool | None) -> HumanAnswer:
-        if self.answers:
-            return self.answers.pop(0)
-        if self.then is None:
-            raise RuntimeError("replay diverged: more reviews than the recording holds")
-        return self.then.review(decision, correct)
+class EveryNOptions(PolicyOptions):
+    n: int = Field(5, ge=1, description="review every n-th decision")
 
 
-def make_human(spec: HumanSpec, rng: random.Random) -> Human:
-    match spec.type:
-        case "simulated":
-            return SimulatedHuman(spec, rng)
-        case "scripted":
-            return ScriptedHuman(spec)
-        case "oracle":
-            return OracleHuman(spec)
-    raise ValueError(f"unknown human type {spec.type!r}")
+@register("checkpoint", "every_n")
+class EveryN(CheckpointPolicy):
+    Options = EveryNOptions
+    label_option = "n"
+
+    def should_review(self, req: ReviewRequest) -> str | None:
+        self.decisions_seen += 1
+        n = self.options.n
+        return f"every {n} decisions" if self.decisions_seen % n == 0 else None
+
+
+@register("checkpoint", "before_irreversible")
+class BeforeIrreversible(CheckpointPolicy):
+    def should_review(self, req: ReviewRequest) -> str | None:
+        return "irreversible action" if req.irreversible else None
+
+
+class ThresholdOptions(PolicyOptions):
+    threshold: float = Field(0.8, ge=0, le=1, description="review below this confidence")
+
+
+@register("checkpoint", "below_confidence")
+class BelowConfidence(CheckpointPolicy):
+    Options = ThresholdOptions
+    label_option = "threshold"
+
+    def should_review(self, req: ReviewRequest) -> str | None:
+        c = req.decision.confidence
+        if c is None:
+            return "no confidence reported"
+        return f"confidence {c:.2f} < {self.options.threshold}" \
+            if c < self.options.threshold else None
+
+
+class BudgetOptions(ThresholdOptions):
+    budget: int = Field(5, ge=0, description="at most this many reviews per episode")
+
+
+@register("checkpoint", "budget")
+class Budget(CheckpointPolicy):
+    """Spend a fixed review budget on the riskiest decisions: irreversible first, then low
+    confidence."""
+
+    Options = BudgetOptions
+    label_option = "budget"
+
+    def should_review(self, req: ReviewRequest) -> str | None:
+        if req.reviews_so_far >= self.options.budget:
+            return None
+        if req.irreversible:
+            return "irreversible action (within the review budget)"
+        c = req.decision.confidence
+        if c is not None and c < self.options.threshold:
+            return f"confidence {c:.2f} < {self.options.threshold} (within the review budget)"
+        return None
+
+
+class NodesOptions(PolicyOptions):
+    nodes: list[str] = Field(min_length=1, description="review every decision at these nodes")
+
+
+@register("checkpoint", "nodes")
+class Nodes(CheckpointPolicy):
+    Options = NodesOptions
+    label_option = "nodes"
+
+    def __init__(self, options: NodesOptions | dict[str, Any] | None = None) -> None:
+        super().__init__(options)
+        self.nodes = frozenset(self.options.nodes)
+
+    def should_review(self, req: ReviewRequest) -> str | None:
+        return f"node {req.decision.node} is checked" if req.decision.node in self.nodes \
+            else None

@@ -29,9 +29,13 @@ def _console():
 
 
 def _err(msg: str) -> None:
+    """One line on stderr. `msg` may hold untrusted text (file contents, model output): it is
+    printed as plain text, never interpreted as markup or emoji codes."""
     from rich.console import Console
+    from rich.text import Text
 
-    Console(stderr=True, soft_wrap=True).print(f"[red]error:[/] {msg}", highlight=False)
+    Console(stderr=True, soft_wrap=True, emoji=False, highlight=False).print(
+        Text.assemble(("error: ", "red"), msg))
 
 
 def _resolve_run(store, run_id: str) -> str:
@@ -44,14 +48,27 @@ def _resolve_run(store, run_id: str) -> str:
 
 
 def _load(targets: list[str]):
-    from trialrun.scenarios.loader import ScenarioError, load_targets
+    """Load the scenarios; print their warnings (they do not stop a run), or every problem
+    of every file, in line order, and exit 2."""
+    from trialrun.scenarios.loader import ScenarioError, in_line_order, load_targets
 
     try:
-        return load_targets(targets)
+        loaded = load_targets(targets)
     except ScenarioError as e:
-        for issue in e.issues:
-            _err(str(issue))
+        by_file: dict[str, list] = {}
+        for issue in [*e.issues, *e.warnings]:
+            by_file.setdefault(issue.file, []).append(issue)
+        for issues in by_file.values():
+            for issue in in_line_order(issues):
+                if issue.severity == "warning":
+                    typer.echo(str(issue), err=True)
+                else:
+                    _err(str(issue))
         raise typer.Exit(2) from None
+    for ls in loaded:
+        for issue in ls.warnings:
+            typer.echo(str(issue), err=True)
+    return loaded
 
 
 @app.command()
@@ -112,25 +129,19 @@ def _execute(store, loaded, targets: list[str], resume: str | None, opts, progre
         TimeRemainingColumn,
     )
 
-    from trialrun.runner import apply_overrides, plan_keys, run_episodes, scenarios_of_run
+    from trialrun.runner import run_episodes
 
-    if resume:
-        try:
-            planned = len(plan_keys(scenarios_of_run(store, resume)))
-            done = len(store.done_keys(store.get_run(resume).id))
-        except KeyError as e:
-            _err(str(e.args[0]))
-            raise typer.Exit(2) from None
-    else:
-        apply_overrides(loaded, opts.overrides())
-        planned, done = len(plan_keys(loaded)), 0
-    if opts.limit is not None:
-        planned = min(planned, opts.limit)
     bar = Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
                    TextColumn("{task.fields[status]}"), TimeElapsedColumn(),
                    TimeRemainingColumn(), console=console, disable=not progress)
-    task_id = bar.add_task("episodes", total=planned, completed=done, status="")
+    task_id = bar.add_task("episodes", total=None, status="")
     counts = {"ok": 0, "fail": 0, "err": 0}
+
+    started: dict[str, str] = {}
+
+    def on_start(run_id: str, planned: int, done: int) -> None:
+        started["run"] = run_id
+        bar.update(task_id, total=planned, completed=done, description=f"run {run_id}")
 
     def on_episode(r) -> None:
         key = "err" if r.end_reason.value == "error" else ("ok" if r.success else "fail")
@@ -140,14 +151,14 @@ def _execute(store, loaded, targets: list[str], resume: str | None, opts, progre
 
     async def go():
         return await run_episodes(store, loaded, targets=targets, resume=resume, options=opts,
-                                  on_episode=on_episode)
+                                  on_start=on_start, on_episode=on_episode)
 
     try:
         with bar:
             summary = anyio.run(go)
     except KeyboardInterrupt:
         _err("interrupted; finished episodes are stored. Resume with "
-             "`trialrun run --resume RUN_ID` (see `trialrun runs`).")
+             f"`trialrun run --resume {started.get('run', 'RUN_ID')}`.")
         raise typer.Exit(130) from None
     if summary.skipped:
         console.print(f"resumed run {summary.run_id}: {summary.skipped} episode(s) were already "
@@ -162,7 +173,7 @@ def _report(store, run_id: str, json_out: Path | None, html_out: Path | None,
     from trialrun.report import render_summary
 
     data = load_run(store, run_id)
-    s = summarize(data)
+    s = summarize(data, data.cost_per_ask, data.cost_per_error)
     render_summary(s, console)
     if json_out:
         json_out.write_text(s.model_dump_json(indent=2))
@@ -177,10 +188,27 @@ def _report(store, run_id: str, json_out: Path | None, html_out: Path | None,
 
 @app.command()
 def validate(files: Annotated[list[str], typer.Argument(help="scenario files or folders")]) -> None:
-    """Check scenario files; print every problem as file:line:column: field: message."""
-    loaded = _load(files)
-    for ls in loaded:
-        typer.echo(f"ok  {ls.path}  ({ls.name}: {len(ls.tasks)} task(s))")
+    """Check scenario files; print every problem as file:line:column: field: message (warnings
+    as file:line:column: field: warning: message) and one `ok` line per valid file; exit 2 if
+    any file has an error."""
+    from trialrun.scenarios.loader import check_targets
+
+    try:
+        reports = check_targets(files)
+    except Exception as e:  # noqa: BLE001 - validate never prints a traceback
+        _err(f"could not validate: {type(e).__name__}: {e}")
+        raise typer.Exit(2) from None
+    for report in reports:
+        for issue in report.issues:
+            if issue.severity == "warning":
+                typer.echo(str(issue), err=True)
+            else:
+                _err(str(issue))
+        if report.ok:
+            n = len(report.loaded.tasks)
+            typer.echo(f"ok  {report.path}  ({report.loaded.name}: {n} task{'s' * (n != 1)})")
+    if not all(r.ok for r in reports):
+        raise typer.Exit(2)
 
 
 @app.command()
@@ -316,8 +344,14 @@ def place(
 
     store = Store(db)
     run_id = _resolve_run(store, run_id)
+    from trialrun.humans import SimulatedOptions
+
     loaded = scenarios_of_run(store, run_id)
-    human = loaded[0].scenario.checkpoints.human
+    human = loaded[0].human_options
+    if not isinstance(human, SimulatedOptions):
+        human = SimulatedOptions(seconds_per_review=human.seconds_per_review)
+        _console().print(f"the scenario's human is {loaded[0].scenario.checkpoints.human.type}"
+                         f"; placing for a simulated reviewer with recall {human.recall}")
     data = load_run(store, run_id)
     irreversible = {data.nodes[c] for c in set(data.s_node[data.s_irrev].tolist())}
     try:
@@ -452,6 +486,41 @@ def replay(
     raise typer.Exit(1)
 
 
+@app.command("check-world")
+def check_world(
+    world: Annotated[str, typer.Argument(
+        help="a registered world (retail, vending, calendar, workflow, codebase) or an import "
+             "path pkg.module:Class")],
+    seed: Annotated[int, typer.Option(help="the seed of every run")] = 0,
+    scenario: Annotated[str | None, typer.Option(
+        help="take the world's options and tasks from this scenario file (or a built-in one, "
+             "e.g. retail/refund_in_window); needed for worlds without generate_tasks")] = None,
+    task: Annotated[str | None, typer.Option(
+        help="the id of the task to check (default: the first)")] = None,
+    sandbox: Annotated[str | None, typer.Option(
+        help="where sandboxed worlds run: docker or local")] = None,
+    steps: Annotated[int, typer.Option(min=1, help="decisions per run")] = 24,
+    strict: Annotated[bool, typer.Option(help="exit 1 on warnings too")] = False,
+    json_out: Annotated[Path | None, typer.Option(
+        "--json", help="write the report as JSON")] = None,
+) -> None:
+    """Check a world against the World contract (for world authors): same seed, same run; no
+    wall clock, no global RNG; snapshot/restore; tool schemas; ground truth. Exit 1 if a
+    check fails."""
+    from trialrun.check_world import check_world as run_checks
+
+    if sandbox not in (None, "docker", "local"):
+        _err(f"--sandbox {sandbox!r}: expected docker or local")
+        raise typer.Exit(2)
+    report = run_checks(world, seed=seed, scenario=scenario, task=task, sandbox=sandbox,
+                        steps=steps)
+    typer.echo(report.text())
+    if json_out:
+        json_out.write_text(report.model_dump_json(indent=2))
+    if not report.ok or (strict and report.warnings):
+        raise typer.Exit(1)
+
+
 def _mount_optional() -> None:
     """Sub-apps that live in their own modules (imported only when named on the line)."""
     argv = sys.argv[1:2]
@@ -466,8 +535,16 @@ def _mount_optional() -> None:
 
 
 def main() -> None:
+    """The entry point: every error trialrun raises on purpose becomes one line and exit 2,
+    in this one place."""
+    from trialrun.errors import TrialrunError
+
     _mount_optional()
-    app()
+    try:
+        app()
+    except TrialrunError as e:
+        _err(str(e))
+        sys.exit(2)
 
 
 if __name__ == "__main__":

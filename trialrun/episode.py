@@ -1,27 +1,33 @@
 """The episode loop: world and agent step by step under budgets, every step recorded and graded.
 
-    decide at node n -> checkpoint policy -> human approve/deny -> world executes -> graders
+Each step goes through typed stages, each a method of `Episode` testable alone:
+
+    decide -> validate the call -> judge -> checkpoint -> human -> execute -> grade -> budget
 
 The loop never computes statistics and never writes to the store: it returns an
 `EpisodeResult` that holds everything an exact replay needs (decisions verbatim, human
-answers, state digests per step).
+answers, state digests per step). Graders and humans are awaited, so an LLM judge or a real
+reviewer never blocks the event loop; a world whose tools block on I/O (containers) runs in
+a worker thread.
 """
 
 from __future__ import annotations
 
-import random
 import time
-from dataclasses import dataclass, field
-from typing import Any
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, Literal
 
 import anyio
+from pydantic import BaseModel
 
 from trialrun.agents.base import Agent, AgentContext, AgentError, Feedback
-from trialrun.agents.registry import agent_class
-from trialrun.checkpoints import CheckpointPolicy, Human, HumanAnswer, ReviewRequest, make_human
-from trialrun.graders.base import Grader, OutcomeContext, StepContext, build_grader
-from trialrun.sandbox.world import ToolError, World, world_class
-from trialrun.scenarios.loader import LoadedScenario
+from trialrun.checkpoints import CheckpointPolicy, ReviewRequest
+from trialrun.errors import InfraError
+from trialrun.graders.base import OutcomeContext, StepContext
+from trialrun.humans import Human
+from trialrun.plan import ScenarioPlan, stable_rng
+from trialrun.sandbox.world import ToolError, Verdict, World, WorldStatus
 from trialrun.trajectory import (
     CheckpointEvent,
     Decision,
@@ -35,44 +41,15 @@ from trialrun.trajectory import (
     ToolSpec,
 )
 
+__all__ = ["Episode", "InfraError", "check_arguments", "run_episode"]
 
-class InfraError(Exception):
-    """A fault of the harness, a model or a container: retried, recorded, never scored."""
-
-
-@dataclass
-class EpisodePlan:
-    """What every episode of one scenario shares, built once: graders, world class, tasks."""
-
-    loaded: LoadedScenario
-    world_cls: type[World]
-    agent_cls: type[Agent]
-    node_graders: dict[str, list[Grader]]
-    outcome_graders: list[Grader]
-    world_grader: Grader
-    tasks: dict[str, dict[str, Any]] = field(default_factory=dict)
-
-    @classmethod
-    def build(cls, loaded: LoadedScenario) -> EpisodePlan:
-        sc = loaded.scenario
-        node_graders = {
-            node: [build_grader(g.type, g.options, g.name) for g in spec.graders]
-            for node, spec in sc.nodes.items()
-        }
-        outcome = [build_grader(g.type, g.options, g.name) for g in sc.graders]
-        world_grader = build_grader("world", {})
-        return cls(loaded, world_class(sc.world.type), agent_class(sc.agent.type),
-                   node_graders, outcome or [world_grader], world_grader,
-                   {t["id"]: t for t in loaded.tasks})
+_TYPES: dict[str, Any] = {"string": str, "integer": int, "number": (int, float),
+                          "boolean": bool, "array": list, "object": dict}
 
 
-def stable_rng(*parts: object) -> random.Random:
-    # str seeds hash with SHA-512 in random.Random: stable across processes and platforms.
-    return random.Random(":".join(map(str, parts)))
-
-
-def check_arguments(spec: ToolSpec, args: dict[str, Any]) -> str | None:
-    """A light JSON-schema check of a tool call: required, unknown and primitive types."""
+def check_arguments(spec: ToolSpec, args: Any) -> str | None:
+    """A light JSON-schema check of a tool call (required, unknown, primitive types), for
+    tools whatever declared them; a world's `@tool` methods check strictly again."""
     if not isinstance(args, dict):
         return f"arguments must be an object, got {type(args).__name__}"
     params = spec.parameters
@@ -85,244 +62,347 @@ def check_arguments(spec: ToolSpec, args: dict[str, Any]) -> str | None:
         if unknown:
             return f"{spec.name}: unknown argument(s) {', '.join(unknown)}; " \
                    f"expected {', '.join(props)}"
-    types = {"string": str, "integer": int, "number": (int, float), "boolean": bool,
-             "array": list, "object": dict}
     for k, v in args.items():
         want = props.get(k, {}).get("type")
-        if want in types and v is not None and not isinstance(v, types[want]):
+        if want in _TYPES and v is not None and (
+                not isinstance(v, _TYPES[want]) or (want != "boolean" and isinstance(v, bool))):
             return f"{spec.name}: argument {k} must be {want}, got {type(v).__name__}"
     return None
 
 
-async def run_episode(
-    plan: EpisodePlan,
-    key: EpisodeKey,
-    *,
-    agent: Agent | None = None,
-    human: Human | None = None,
-    agent_label: str | None = None,
-    correct_at: int | None = None,
-) -> EpisodeResult:
-    """Run one episode; infrastructure faults raise InfraError (the runner retries).
+DenyAction = Literal["retry", "takeover", "abort"]
+
+
+@dataclass
+class Review:
+    """The checkpoint stage's outcome for one decision."""
+
+    event: CheckpointEvent
+    action: Literal["proceed", "retry", "takeover", "abort"]
+    run: Decision | None  # what takes effect: the decision, the human's, or nothing
+
+
+@dataclass
+class Effect:
+    result: ToolResult | None
+    human_reply: str | None = None
+    finished: bool = False
+
+
+async def run_episode(plan: ScenarioPlan, key: EpisodeKey, *, agent: Agent | None = None,
+                      human: Human | None = None, agent_label: str | None = None,
+                      correct_at: int | None = None) -> EpisodeResult:
+    """Run one episode; infrastructure faults raise InfraError (the executor retries).
 
     `correct_at=k` replaces the agent's decision at step k by the world's reference decision
     (counterfactual replay: would fixing this step have saved the episode?)."""
-    sc = plan.loaded.scenario
-    task = plan.tasks[key.task]
-    world = plan.world_cls(sc.world.options, task, key.seed)
-    blocking = plan.world_cls.blocking
-
-    async def call(fn, *args):
-        return await anyio.to_thread.run_sync(fn, *args) if blocking else fn(*args)
-
+    episode = Episode(plan, key, agent=agent, human=human, agent_label=agent_label,
+                      correct_at=correct_at)
     try:
-        return await _loop(plan, key, task, world, call, agent, human, agent_label, correct_at)
+        return await episode.run()
     finally:
         try:
-            await call(world.close)
+            await episode.call(episode.world.close)
         except Exception:  # noqa: BLE001 - closing must not mask the episode's own outcome
             pass
 
 
-async def _loop(plan, key, task, world, call, agent, human, agent_label,
-                correct_at) -> EpisodeResult:
-    sc = plan.loaded.scenario
-    budgets = sc.budgets
-    t0 = time.perf_counter()
-    try:
-        obs: Observation = await call(world.reset)
-    except Exception as e:  # a world that cannot start is an infrastructure fault
-        # (bad tasks of in-process worlds are caught at load time by World.check_task)
-        raise InfraError(f"world {sc.world.type!r} failed to start: {type(e).__name__}: {e}") \
-            from e
-    tools = await call(world.tools)
-    tool_by_name = {t.name: t for t in tools}
-    irreversible_nodes = {n for n, s in sc.nodes.items() if s.irreversible}
-    reversible_nodes = {n for n, s in sc.nodes.items() if s.irreversible is False}
-    if agent is None:
-        agent = plan.agent_cls(sc.agent.params)
-    # The agent sees the task's id and instruction only: the rest is ground truth and the
-    # simulated user's private knowledge, which must never leak into a model's prompt.
-    public_task = {"id": task["id"], "instruction": task.get("instruction", "")}
-    ctx = AgentContext(instruction=task.get("instruction") or obs.text, tools=tools,
-                       task=public_task,
-                       seed=key.seed, params=sc.agent.params,
-                       rng=stable_rng("agent", key.seed, key.trial, key.task))
-    if human is None:
-        human = make_human(sc.checkpoints.human, stable_rng("human", key.seed, key.trial))
-    policy = CheckpointPolicy(sc.checkpoints)
-    try:
-        await agent.start(ctx, obs)
-    except AgentError as e:
-        raise InfraError(f"agent failed to start: {e}") from e
+class Episode:
+    """One episode's state and its stages."""
 
-    steps: list[Step] = []
-    reviews = denials_in_row = 0
-    human_seconds = 0.0
-    cost = 0.0
-    tokens = 0
-    end = EndReason.truncated
-    end_note = f"step budget of {budgets.max_steps} ran out"
+    def __init__(self, plan: ScenarioPlan, key: EpisodeKey, *, agent: Agent | None = None,
+                 human: Human | None = None, policy: CheckpointPolicy | None = None,
+                 agent_label: str | None = None, correct_at: int | None = None) -> None:
+        self.plan = plan
+        self.sc = plan.scenario
+        self.key = key
+        self.task = plan.tasks[key.task]
+        self.world: World = plan.new_world(key)
+        self.agent = agent or plan.new_agent()
+        self.human = human or plan.new_human(key)
+        self.policy = policy or plan.new_policy()
+        self.agent_label = agent_label or self.sc.agent.label
+        self.correct_at = correct_at
+        self.blocking = plan.world_cls.blocking
+        self.steps: list[Step] = []
+        self.reviews = 0
+        self.denials_in_row = 0
+        self.human_seconds = 0.0
+        self.cost = 0.0
+        self.tokens = 0
+        self.tools: dict[str, ToolSpec] = {}
 
-    # One cancel scope for the whole loop: a scope per await would cost more than a step.
-    with anyio.move_on_after(budgets.max_wall_time) as wall:
-        for index in range(budgets.max_steps):
-            ts = time.perf_counter()
+    async def call(self, fn: Callable[..., Any], *args: Any) -> Any:
+        """Call a world hook: in a worker thread for worlds that block on I/O."""
+        return await anyio.to_thread.run_sync(fn, *args) if self.blocking else fn(*args)
+
+    async def hook(self, name: str, returns: type[BaseModel], *args: Any) -> Any:
+        """Call the world hook `name` and check what it returns: a world that breaks its
+        contract is a harness fault with a message that names the hook."""
+        fn = getattr(self.world, name)
+        out = await anyio.to_thread.run_sync(fn, *args) if self.blocking else fn(*args)
+        if not isinstance(out, returns):
+            raise InfraError(f"world {self.sc.world.type!r}: {name}() returned "
+                             f"{type(out).__name__}, expected {returns.__name__}")
+        return out
+
+    # --- the loop ----------------------------------------------------------------------
+    async def run(self) -> EpisodeResult:
+        t0 = time.perf_counter()
+        try:
+            obs: Observation = await self.hook("reset", Observation)
+            self.tools = {t.name: t for t in await self.call(self.world.tools)}
+        except InfraError:
+            raise
+        except Exception as e:  # a world that cannot start is an infrastructure fault
+            raise InfraError(f"world {self.sc.world.type!r} failed to start: "
+                             f"{type(e).__name__}: {e}") from e
+        # The agent sees the task's id and instruction only: the rest is ground truth and the
+        # simulated user's private knowledge, which must never leak into a model's prompt.
+        ctx = AgentContext(
+            instruction=self.task.get("instruction") or obs.text,
+            tools=list(self.tools.values()),
+            task={"id": self.task["id"], "instruction": self.task.get("instruction", "")},
+            seed=self.key.seed, rng=stable_rng("agent", self.key.seed, self.key.trial,
+                                               self.key.task))
+        try:
+            await self.agent.start(ctx, obs)
+        except AgentError as e:
+            raise InfraError(f"agent failed to start: {e}") from e
+
+        budgets = self.sc.budgets
+        end, note = EndReason.truncated, f"step budget of {budgets.max_steps} ran out"
+        # One cancel scope for the whole loop: a scope per await would cost more than a step.
+        with anyio.move_on_after(budgets.max_wall_time) as wall:
+            for index in range(budgets.max_steps):
+                ended = await self.step(index, obs)
+                if ended is not None:
+                    end, note = ended
+                    break
+                obs = await self.hook("observe", Observation)
+                over = self.over_budget()
+                if over is not None:
+                    end, note = EndReason.truncated, over
+                    break
+        if wall.cancelled_caught:
+            end, note = EndReason.truncated, "wall-time budget ran out"
+        await self.agent.close()
+        return await self.finish(end, note, t0)
+
+    async def step(self, index: int, obs: Observation) -> tuple[EndReason, str] | None:
+        """One step through every stage; the end reason if the episode ends here."""
+        ts = time.perf_counter()
+        decision = await self.decide(index, obs)
+        node = decision.node
+        bad_call = self.validate_call(decision)
+        verdict = None if bad_call else await self.judge(decision)
+        spec = self.tools.get(decision.tool or "")
+        irreversible = node in self.plan.irreversible_nodes or (
+            spec is not None and spec.irreversible and node not in self.plan.reversible_nodes)
+
+        review = None
+        if bad_call is None:
+            reason = self.checkpoint(decision, index, irreversible)
+            if reason is not None:
+                review = await self.review(decision, verdict, reason)
+        to_run = review.run if review else decision
+        if review is not None and review.action in ("retry", "abort"):
+            await self.record(index, decision, verdict, None, review.event,
+                                     irreversible, ts)
+            if review.action == "abort":
+                return EndReason.aborted, "a human denied and the policy stops"
+            await self.agent.feedback(Feedback(decision=decision, denied=True))
+            return None
+
+        assert to_run is not None
+        effect = Effect(ToolResult(ok=False, error=bad_call, fault="agent")) if bad_call \
+            else await self.execute(to_run)
+        await self.record(index, decision, verdict, effect.result,
+                                 review.event if review else None, irreversible, ts)
+        if effect.finished:
+            return EndReason.finished, decision.text or "agent finished"
+        await self.agent.feedback(Feedback(
+            decision=decision, result=effect.result, human_answer=effect.human_reply,
+            executed=to_run if to_run is not decision else None))
+        status: WorldStatus = await self.hook("status", WorldStatus)
+        if status.done:
+            return EndReason.terminated, status.reason
+        return None
+
+    # --- stages ------------------------------------------------------------------------
+    async def decide(self, index: int, obs: Observation) -> Decision:
+        """The agent's decision, named by its node (the scenario's node_map for agents that
+        name none), with cost and tokens counted."""
+        try:
+            decision = await self.agent.decide(obs)
+        except AgentError as e:
+            raise InfraError(f"agent: {e}") from e
+        if not isinstance(decision, Decision):
+            raise InfraError(f"agent returned {type(decision).__name__}, not a Decision")
+        if index == self.correct_at:
+            decision = await self.reference(decision) or decision
+        node = decision.node or self.sc.node_map.get(decision.tool or "",
+                                                     decision.tool or "unknown")
+        if decision.node != node:
+            decision = decision.model_copy(update={"node": node})
+        self.cost += decision.cost
+        self.tokens += decision.tokens
+        return decision
+
+    def validate_call(self, decision: Decision) -> str | None:
+        """Why a tool call cannot run (unknown tool, arguments against the schema): the
+        agent's error, graded, never a crash. None for a well-formed call."""
+        if decision.kind != "tool_call":
+            return None
+        spec = self.tools.get(decision.tool or "")
+        if spec is None:
+            return f"unknown tool {decision.tool!r}; tools: {', '.join(self.tools)}"
+        return check_arguments(spec, decision.args)
+
+    async def judge(self, decision: Decision) -> Verdict | None:
+        """The world's ground truth on the decision, before it takes effect."""
+        verdict = await self.call(self.world.judge, decision)
+        if verdict is not None and not isinstance(verdict, Verdict):
+            raise InfraError(f"world {self.sc.world.type!r}: judge() returned "
+                             f"{type(verdict).__name__}, expected Verdict or None")
+        return verdict
+
+    async def reference(self, decision: Decision) -> Decision | None:
+        """The world's sound decision in place of this one (take-over, counterfactuals)."""
+        ref = await self.call(self.world.reference_decision, decision)
+        if ref is not None and not isinstance(ref, Decision):
+            raise InfraError(f"world {self.sc.world.type!r}: reference_decision() returned "
+                             f"{type(ref).__name__}, expected Decision or None")
+        return ref
+
+    def checkpoint(self, decision: Decision, index: int, irreversible: bool) -> str | None:
+        """Why a human must approve this decision first, or None. Asking for help is the
+        agent's own escalation and finishing changes nothing: neither is reviewed."""
+        if decision.kind in ("ask_human", "finish"):
+            return None
+        return self.policy.should_review(ReviewRequest(decision, index, irreversible,
+                                                       self.reviews))
+
+    async def review(self, decision: Decision, verdict: Verdict | None, reason: str) -> Review:
+        """The human answers; on a deny the scenario's `on_deny` says what happens."""
+        correct = verdict.correct if verdict else None
+        ans = await self.human.review(decision, correct)
+        self.reviews += 1
+        self.human_seconds += ans.seconds
+        self.world.clock.advance(ans.seconds)
+        event = CheckpointEvent(policy=self.plan.policy_label, reason=reason, reviewed=True,
+                                approved=ans.approved, reviewer=ans.reviewer,
+                                seconds=ans.seconds, cost=ans.cost,
+                                decision_was_correct=correct)
+        if ans.approved:
+            self.denials_in_row = 0
+            return Review(event, "proceed", decision)
+        self.denials_in_row += 1
+        cp = self.sc.checkpoints
+        action: DenyAction = cp.on_deny
+        if action == "retry" and self.denials_in_row > cp.max_retries:
+            action = "abort"
+        if action == "takeover":
+            ref = await self.reference(decision)
+            if ref is not None:
+                event.action = "takeover"
+                return Review(event, "takeover", ref)  # the human does this step right
+            action = "retry"
+        event.action = action
+        return Review(event, action, None)
+
+    async def execute(self, decision: Decision) -> Effect:
+        """The decision takes effect in the world."""
+        kind = decision.kind
+        if kind == "finish":
+            return Effect(None, finished=True)
+        if kind == "tool_call":
             try:
-                decision = await agent.decide(obs)
-            except AgentError as e:
-                raise InfraError(f"agent: {e}") from e
-            if not isinstance(decision, Decision):
-                raise InfraError(f"agent returned {type(decision).__name__}, not a Decision")
-            if index == correct_at:
-                decision = await call(world.reference_decision, decision) or decision
-            node = decision.node or sc.node_map.get(decision.tool or "", decision.tool or "unknown")
-            if decision.node != node:
-                decision = decision.model_copy(update={"node": node})
-            cost += decision.cost
-            tokens += decision.tokens
+                result = await self.hook("execute", ToolResult, decision.node, decision.tool,
+                                         decision.args)
+            except ToolError as e:
+                result = ToolResult(ok=False, error=str(e), fault="agent")
+            return Effect(result)
+        self.world.clock.advance(self.plan.world_cls.sim_seconds_per_step)
+        if kind == "ask_human":
+            reply = await self.call(self.world.human_answer, decision.text or "")
+            if not isinstance(reply, str):
+                raise InfraError(f"world {self.sc.world.type!r}: human_answer() returned "
+                                 f"{type(reply).__name__}, expected str")
+            seconds = self.plan.loaded.human_options.seconds_per_review
+            self.world.clock.advance(seconds)
+            self.human_seconds += seconds
+            return Effect(ToolResult(ok=True, output=reply), human_reply=reply)
+        said: Observation = await self.hook("on_message", Observation, decision.text or "")
+        return Effect(ToolResult(ok=True, output=said.text))
 
-            spec = tool_by_name.get(decision.tool or "")
-            bad_call = None
-            if decision.kind == "tool_call":
-                bad_call = (f"unknown tool {decision.tool!r}; tools: {', '.join(tool_by_name)}"
-                            if spec is None else check_arguments(spec, decision.args))
-            verdict = None if bad_call else await call(world.judge, decision)
-            irreversible = (node in irreversible_nodes) or (
-                spec is not None and spec.irreversible and node not in reversible_nodes)
+    async def grade(self, node: str, decision: Decision, verdict: Verdict | None,
+                    result: ToolResult | None) -> list[Grade]:
+        """The world's verdict, the node's graders, and `valid_call` for a rejected call."""
+        graders = self.plan.node_graders.get(node, ())
+        ctx = StepContext(node=node, decision=decision, verdict=verdict, result=result,
+                          task=self.task)
+        if any(g.needs_state for g in graders):
+            ctx.state = await self.call(self.world.state)
+        grades = []
+        for grader in (self.plan.world_grader, *graders):
+            g = await grader.grade_step(ctx)
+            if g is not None:
+                grades.append(g)
+        if result is not None and not result.ok and result.fault == "agent":
+            # A call the world rejects (bad arguments, against the rules) is the agent's error.
+            grades.append(Grade(grader="valid_call", passed=False, score=0.0,
+                                reason=result.error or "rejected", node=node))
+        return grades
 
-            # --- checkpoint ---
-            event: CheckpointEvent | None = None
-            if bad_call is None and policy.should_review(
-                    ReviewRequest(decision, index, irreversible, reviews)):
-                correct = verdict.correct if verdict else None
-                ans: HumanAnswer = human.review(decision, correct)
-                reviews += 1
-                human_seconds += ans.seconds
-                event = CheckpointEvent(policy=policy.name, reviewed=True, approved=ans.approved,
-                                        reviewer=ans.reviewer, seconds=ans.seconds, cost=ans.cost,
-                                        decision_was_correct=correct)
-                world.clock.advance(ans.seconds)
-                if not ans.approved:
-                    denials_in_row += 1
-                    action = sc.checkpoints.on_deny
-                    if action == "retry" and denials_in_row > sc.checkpoints.max_retries:
-                        action = "abort"
-                    if action == "takeover":
-                        ref = await call(world.reference_decision, decision)
-                        action = "takeover" if ref is not None else "retry"
-                    event.action = action
-                    if action in ("retry", "abort"):
-                        step = Step(index=index, node=node, decision=decision, checkpoint=event,
-                                    help_needed=bool(verdict and verdict.help_needed),
-                                    irreversible=irreversible,
-                                    state_digest=await call(world.digest),
-                                    sim_time=world.clock.now,
-                                    wall_us=int((time.perf_counter() - ts) * 1e6))
-                        step.grades = _grade_step(plan, node, decision, verdict, None, task, world)
-                        steps.append(step)
-                        if action == "abort":
-                            end, end_note = EndReason.aborted, "a human denied and the policy stops"
-                            break
-                        await agent.feedback(Feedback(decision=decision, denied=True))
-                        continue
-                    decision_to_run = ref  # the human does this step right
-                else:
-                    denials_in_row = 0
-                    decision_to_run = decision
-            else:
-                decision_to_run = decision
+    def over_budget(self) -> str | None:
+        """Which budget ran out after this step, if any (steps and wall time are the loop's)."""
+        b = self.sc.budgets
+        if b.max_sim_time is not None and self.world.clock.now >= b.max_sim_time:
+            return "simulated-time budget ran out"
+        if b.max_cost is not None and self.cost >= b.max_cost:
+            return "cost budget ran out"
+        return None
 
-            # --- effect ---
-            result: ToolResult | None = None
-            human_reply: str | None = None
-            finished = False
-            if bad_call is not None:
-                result = ToolResult(ok=False, error=bad_call, fault="agent")
-            elif decision_to_run.kind == "tool_call":
-                try:
-                    result = await call(world.execute, node, decision_to_run.tool,
-                                        decision_to_run.args)
-                except ToolError as e:
-                    result = ToolResult(ok=False, error=str(e), fault="agent")
-            elif decision_to_run.kind == "ask_human":
-                human_reply = await call(world.human_answer, decision_to_run.text or "")
-                world.clock.advance(sc.checkpoints.human.seconds_per_review)
-                human_seconds += sc.checkpoints.human.seconds_per_review
-                result = ToolResult(ok=True, output=human_reply)
-            elif decision_to_run.kind == "message":
-                obs_msg = await call(world.on_message, decision_to_run.text or "")
-                result = ToolResult(ok=True, output=obs_msg.text)
-            else:
-                finished = True
-            if not finished:
-                world.clock.advance(0 if decision_to_run.kind == "tool_call"
-                                    else plan.world_cls.sim_seconds_per_step)
+    # --- records -----------------------------------------------------------------------
+    async def record(self, index: int, decision: Decision, verdict: Verdict | None,
+                     result: ToolResult | None, event: CheckpointEvent | None,
+                     irreversible: bool, ts: float) -> Step:
+        step = Step(index=index, node=decision.node, decision=decision, result=result,
+                    checkpoint=event, help_needed=bool(verdict and verdict.help_needed),
+                    irreversible=irreversible, state_digest=await self.call(self.world.digest),
+                    sim_time=self.world.clock.now)
+        step.grades = await self.grade(decision.node, decision, verdict, result)
+        step.wall_us = int((time.perf_counter() - ts) * 1e6)
+        self.steps.append(step)
+        return step
 
-            step = Step(index=index, node=node, decision=decision, result=result, checkpoint=event,
-                        help_needed=bool(verdict and verdict.help_needed),
-                        irreversible=irreversible, state_digest=await call(world.digest),
-                        sim_time=world.clock.now)
-            grades = _grade_step(plan, node, decision, verdict, result, task, world)
-            if result is not None and not result.ok and result.fault == "agent":
-                # A call the world rejects (bad arguments, against the rules) is the agent's error.
-                grades.append(Grade(grader="valid_call", passed=False, score=0.0,
-                                    reason=result.error or "rejected", node=node))
-            step.grades = grades
-            step.wall_us = int((time.perf_counter() - ts) * 1e6)
-            steps.append(step)
-            if finished:
-                end, end_note = EndReason.finished, decision.text or "agent finished"
-                break
-            await agent.feedback(Feedback(
-                decision=decision, result=result, human_answer=human_reply,
-                executed=decision_to_run if decision_to_run is not decision else None))
-            status = await call(world.status)
-            if status.done:
-                end, end_note = EndReason.terminated, status.reason
-                break
-            obs = await call(world.observe)
-            if budgets.max_sim_time is not None and world.clock.now >= budgets.max_sim_time:
-                end, end_note = EndReason.truncated, "simulated-time budget ran out"
-                break
-            if budgets.max_cost is not None and cost >= budgets.max_cost:
-                end, end_note = EndReason.truncated, "cost budget ran out"
-                break
-    if wall.cancelled_caught:
-        end, end_note = EndReason.truncated, "wall-time budget ran out"
+    async def finish(self, end: EndReason, note: str, t0: float) -> EpisodeResult:
+        """Outcome grades and the episode's record. Success needs every trusted outcome
+        grade to pass and an end the scenario counts: an aborted episode never succeeds, a
+        truncated one only where the scenario says `budgets.success_if_truncated: true`."""
+        outcome = await self.call(self.world.outcome)
+        if not isinstance(outcome, dict):
+            raise InfraError(f"world {self.sc.world.type!r}: outcome() returned "
+                             f"{type(outcome).__name__}, expected a dict")
+        octx = OutcomeContext(task=self.task, outcome=outcome, end_reason=end.value,
+                              steps=len(self.steps))
+        grades = [await g.grade_outcome(octx) for g in self.plan.outcome_graders]
+        trusted = [g for g in grades if g.trust == "trusted"] or grades
+        counts = end in (EndReason.finished, EndReason.terminated) or (
+            end == EndReason.truncated and self.sc.budgets.success_if_truncated)
+        success = counts and all(g.passed for g in trusted)
+        scores = [g.score for g in grades]
+        status: WorldStatus = await self.hook("status", WorldStatus)
+        return EpisodeResult(
+            key=self.key, agent=self.agent_label, end_reason=end, success=success,
+            score=sum(scores) / len(scores) if scores else None, steps=self.steps,
+            outcome_grades=grades, policy=self.plan.policy_label,
+            metrics={**status.metrics, "reviews": self.reviews,
+                     "human_seconds": self.human_seconds},
+            sim_time=self.world.clock.now, wall_ms=(time.perf_counter() - t0) * 1e3,
+            cost=self.cost, tokens=self.tokens, end_note=note,
+            ambiguous=bool(self.task.get("ambiguous")),
+            user_fault=bool(outcome.get("user_fault")),
+            final_digest=await self.call(self.world.digest))
 
-    await agent.close()
-    outcome = await call(world.outcome)
-    octx = OutcomeContext(task=task, outcome=outcome, end_reason=end.value, steps=len(steps))
-    outcome_grades = [g.grade_outcome(octx) for g in plan.outcome_graders]
-    trusted = [g for g in outcome_grades if g.trust == "trusted"] or outcome_grades
-    success = all(g.passed for g in trusted) if end != EndReason.aborted else False
-    scores = [g.score for g in outcome_grades]
-    status = await call(world.status)
-    return EpisodeResult(
-        key=key, agent=agent_label or sc.agent.label, end_reason=end, success=success,
-        score=sum(scores) / len(scores) if scores else None, steps=steps,
-        outcome_grades=outcome_grades,
-        metrics={**status.metrics, "reviews": reviews, "human_seconds": human_seconds},
-        sim_time=world.clock.now, wall_ms=(time.perf_counter() - t0) * 1e3, cost=cost,
-        tokens=tokens, end_note=end_note,
-        ambiguous=bool(task.get("ambiguous")), user_fault=bool(outcome.get("user_fault")),
-        final_digest=await call(world.digest),
-    )
-
-
-def _grade_step(plan: EpisodePlan, node: str, decision: Decision, verdict, result, task,
-                world: World) -> list[Grade]:
-    graders = plan.node_graders.get(node, ())
-    ctx = StepContext(node=node, decision=decision, verdict=verdict, result=result, task=task)
-    if any(g.needs_state for g in graders):
-        ctx.state = world.state()
-    grades = []
-    g = plan.world_grader.grade_step(ctx)
-    if g is not None:
-        grades.append(g)
-    for grader in graders:
-        g = grader.grade_step(ctx)
-        if g is not None:
-            grades.append(g)
-    return grades

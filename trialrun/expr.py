@@ -6,16 +6,24 @@ conditional expressions, comprehensions over lists, and calls to the functions i
 and the string/dict methods in `METHODS`. Nothing is ever passed to `eval`; names starting
 with `_` are refused, so there is no way to reach Python internals.
 
-    check = compile_expr("state.orders[args.order_id].status == 'delivered'")
+    check = compile_expr("state.orders[args.order_id].status == 'delivered'",
+                         names={"state", "args"})
     check.evaluate({"state": ..., "args": ...})
+
+Given `names` (the variables the expression will be evaluated with), `compile_expr` also
+refuses a name that is none of them, a function, a comprehension's variable or a YAML
+spelling (`true`, `false`, `null`), so `arg.days` for `args.days` is an error when the
+scenario loads, not a failed grade on every step.
 """
 
 from __future__ import annotations
 
 import ast
 import operator
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Collection, Iterator, Mapping
 from typing import Any
+
+from trialrun.registry import did_you_mean
 
 FUNCTIONS: dict[str, Callable[..., Any]] = {
     "len": len,
@@ -86,7 +94,14 @@ class Expr:
         return f"Expr({self.source!r})"
 
 
-def compile_expr(source: str) -> Expr:
+# Names every expression may use besides its context's variables.
+CONSTANTS = {"true": True, "false": False, "null": None}  # YAML spellings, for authors' comfort
+ALWAYS_KNOWN = frozenset(FUNCTIONS) | frozenset(CONSTANTS)
+
+
+def compile_expr(source: str, names: Collection[str] | None = None) -> Expr:
+    """Parse and check an expression. With `names` (the context's variables), a name that is
+    not one of them (nor a function, a constant or a comprehension's variable) is an error."""
     if not isinstance(source, str) or not source.strip():
         raise ExprError("expected a non-empty expression string")
     try:
@@ -94,7 +109,34 @@ def compile_expr(source: str) -> Expr:
     except SyntaxError as e:
         raise ExprError(f"does not parse: {e.msg}", col=e.offset) from None
     _check(tree.body)
+    if names is not None:
+        known = ALWAYS_KNOWN | frozenset(names)
+        for n in free_names(tree.body):
+            if n.id not in known:
+                raise ExprError(
+                    f"uses unknown name {n.id!r}{did_you_mean(n.id, set(names))} "
+                    f"(available: {', '.join(sorted(names))})", col=n.col_offset)
     return Expr(source, tree)
+
+
+def free_names(node: ast.AST, bound: frozenset[str] = frozenset()) -> Iterator[ast.Name]:
+    """The names an expression reads from its context, in source order: every name except
+    those a comprehension binds (within that comprehension)."""
+    if isinstance(node, ast.Name):
+        if node.id not in bound:
+            yield node
+        return
+    if isinstance(node, ast.ListComp | ast.GeneratorExp):
+        inner = set(bound)
+        for gen in node.generators:
+            yield from free_names(gen.iter, frozenset(inner))
+            inner |= {t.id for t in ast.walk(gen.target) if isinstance(t, ast.Name)}
+            for cond in gen.ifs:
+                yield from free_names(cond, frozenset(inner))
+        yield from free_names(node.elt, frozenset(inner))
+        return
+    for child in ast.iter_child_nodes(node):
+        yield from free_names(child, bound)
 
 
 _ALLOWED = (
@@ -116,6 +158,9 @@ def _check(node: ast.AST) -> None:
             raise ExprError(f"name {sub.id!r} is not allowed", col=sub.col_offset)
         if isinstance(sub, ast.Attribute) and sub.attr.startswith("_"):
             raise ExprError(f"attribute {sub.attr!r} is not allowed", col=sub.col_offset)
+        if isinstance(sub, ast.comprehension) and not _plain_target(sub.target):
+            raise ExprError("a comprehension's variables must be plain names, e.g. "
+                            "`for k, v in d.items()`", col=getattr(sub.target, "col_offset", None))
         if isinstance(sub, ast.Call):
             func = sub.func
             if sub.keywords:
@@ -138,6 +183,24 @@ def _check(node: ast.AST) -> None:
                 raise ExprError("only named functions can be called", col=sub.col_offset)
 
 
+def _plain_target(t: ast.AST) -> bool:
+    if isinstance(t, ast.Name):
+        return True
+    return isinstance(t, ast.Tuple) and all(_plain_target(e) for e in t.elts)
+
+
+def _bind(target: ast.AST, value: Any, into: dict[str, Any]) -> None:
+    if isinstance(target, ast.Name):
+        into[target.id] = value
+        return
+    items = list(value)
+    elts = target.elts  # type: ignore[attr-defined]
+    if len(items) != len(elts):
+        raise ExprEvalError(f"cannot unpack {len(items)} value(s) into {len(elts)} names")
+    for t, v in zip(elts, items, strict=True):
+        _bind(t, v, into)
+
+
 class _Evaluator:
     def __init__(self, context: Mapping[str, Any]) -> None:
         self.scopes: list[Mapping[str, Any]] = [context]
@@ -154,8 +217,8 @@ class _Evaluator:
                 return scope[n.id]
         if n.id in FUNCTIONS:
             return FUNCTIONS[n.id]
-        if n.id in ("true", "false", "null"):  # YAML spellings, for authors' comfort
-            return {"true": True, "false": False, "null": None}[n.id]
+        if n.id in CONSTANTS:
+            return CONSTANTS[n.id]
         raise ExprEvalError(f"unknown name {n.id!r}; available: {', '.join(self._names())}")
 
     def _names(self) -> list[str]:
@@ -240,10 +303,10 @@ class _Evaluator:
                 out.append(self.visit(n.elt))
                 return
             gen = n.generators[i]
-            if not isinstance(gen.target, ast.Name):
-                raise ExprEvalError("comprehension targets must be plain names")
             for item in self.visit(gen.iter):
-                self.scopes.append({gen.target.id: item})
+                scope: dict[str, Any] = {}
+                _bind(gen.target, item, scope)
+                self.scopes.append(scope)
                 try:
                     if all(self.visit(c) for c in gen.ifs):
                         loop(i + 1)

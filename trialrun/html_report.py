@@ -31,8 +31,14 @@ from matplotlib.colors import Normalize
 from matplotlib.figure import Figure
 
 from trialrun.analysis.horizon import exponential_survival, weibull_survival
-from trialrun.analysis.reliability import HorizonFits, Propagation
-from trialrun.analysis.summary import Proportion, RunSummary
+from trialrun.analysis.reliability import (
+    VERDICT_WORDS,
+    HorizonFits,
+    Propagation,
+    SharedCause,
+    hazard_words,
+)
+from trialrun.analysis.summary import LABELS, MEANINGS, Proportion, RunSummary
 from trialrun.store import Store
 
 log = logging.getLogger(__name__)
@@ -196,66 +202,98 @@ def plot_node_accuracy(s: RunSummary) -> Figure | None:
     order = [n for n in _node_order(s) if n in by][::-1]  # first node at the top
     if not order:
         return None
-    fig, ax = _figure(7.2, 0.9 + 0.42 * len(order))
+    fig, ax = _figure(7.2, 1.0 + 0.55 * len(order))
     y = np.arange(len(order))
-    acc = np.array([by[n].accuracy.rate for n in order])
-    lo = np.array([by[n].accuracy.lo for n in order])
-    hi = np.array([by[n].accuracy.hi for n in order])
+
+    def series(attr: str) -> tuple[np.ndarray, np.ndarray]:
+        ps = [getattr(by[n], attr) for n in order]
+        rate = np.array([np.nan if p.rate is None else p.rate for p in ps], dtype=float)
+        lo = np.array([np.nan if p.lo is None else p.lo for p in ps], dtype=float)
+        hi = np.array([np.nan if p.hi is None else p.hi for p in ps], dtype=float)
+        # clip: Wilson bounds can sit a rounding error inside the rate
+        return rate, np.clip(np.nan_to_num([rate - lo, hi - rate]), 0, None)
+
+    ep, ep_err = series("accuracy_per_episode")
+    call, call_err = series("accuracy")
     marg = np.array([np.nan if by[n].marginal.rate is None else by[n].marginal.rate
                      for n in order])
-    # clip: Wilson bounds can sit a rounding error inside the rate
-    xerr = np.clip([acc - lo, hi - acc], 0, None)
-    ax.errorbar(acc, y, xerr=xerr, fmt="o", color=BLUE, ecolor=BLUE,
-                elinewidth=1.6, capsize=3, ms=6, label="given a clean prefix (95% CI)")
-    ax.scatter(marg, y + 0.22, marker="D", s=26, facecolor="white", edgecolor=ORANGE,
-               linewidth=1.4, zorder=3, label="marginal (errors upstream included)")
+    ax.errorbar(ep, y + 0.2, xerr=ep_err, fmt="s", color=GREEN, ecolor=GREEN,
+                elinewidth=1.6, capsize=3, ms=6, label="per episode, clean prefix (95% CI)")
+    ax.errorbar(call, y, xerr=call_err, fmt="o", color=BLUE, ecolor=BLUE,
+                elinewidth=1.6, capsize=3, ms=6, label="per call, clean prefix (95% CI)")
+    ax.scatter(marg, y - 0.2, marker="D", s=26, facecolor="white", edgecolor=ORANGE,
+               linewidth=1.4, zorder=3, label="per call, every call (marginal)")
     ax.set_yticks(y, [f"{n}  (n={by[n].steps})" for n in order])
-    low = np.nanmin(np.r_[lo, marg])
+    low = np.nanmin(np.r_[ep - ep_err[0], call - call_err[0], marg])
     ax.set_xlim(max(0.0, math.floor((low - 0.05) * 10) / 10), 1.01)
     ax.set_ylim(-0.6, len(order) - 0.4)
     ax.xaxis.set_major_formatter(lambda v, _: f"{100 * v:.0f}%")
     ax.grid(axis="x", color="#e2e8f0", linewidth=0.8)
     ax.set_axisbelow(True)
-    ax.set_xlabel("accuracy of the decisions made at the node")
-    ax.set_ylabel("node (graded steps)")
+    ax.set_xlabel("accuracy of the node's decisions")
+    ax.set_ylabel("node (graded calls)")
     ax.set_title("Per-node accuracy")
-    fig.legend(loc="outside lower center", ncols=2)
+    fig.legend(loc="outside lower center", ncols=3)
     return fig
 
 
 def plot_compounding(s: RunSummary) -> Figure | None:
-    if s.predicted_success is None or s.observed_success is None:
+    if s.predicted_success is None or s.success.rate is None:
         return None
-    labels = ["end-to-end success"]
-    pred = [s.predicted_success]
-    obs = [s.observed_success]
-    ind = s.reliability.independence if s.reliability else None
-    if ind is not None:
-        labels.append("no node erred")
-        pred.append(ind.predicted)
-        obs.append(ind.observed)
-    fig, ax = _figure(6.4, 3.4)
-    x = np.arange(len(labels))
-    w = 0.36
-    ax.bar(x - w / 2, pred, w, color="#bfdbfe", edgecolor=BLUE,
-           label="predicted if errors were independent")
-    ax.bar(x + w / 2, obs, w, color=BLUE, label="observed")
-    if s.success.lo is not None and s.success.hi is not None:  # Wilson CI of the observed
-        ax.errorbar([x[0] + w / 2], [obs[0]], capsize=4, color=INK, linewidth=1.2,
-                    yerr=[[max(0.0, obs[0] - s.success.lo)], [max(0.0, s.success.hi - obs[0])]])
-    tops = [*pred, *obs]
-    if s.success.hi is not None:
-        tops[len(pred)] = max(obs[0], s.success.hi)  # the label sits above the CI's cap
-    for xi, v, top in zip([*(x - w / 2), *(x + w / 2)], [*pred, *obs], tops, strict=True):
+    sc = s.reliability.shared_cause if s.reliability else None
+    ratio = sc.co_error_ratio if sc is not None else None
+    has_ratio = ratio is not None and ratio.estimate is not None
+    fig = Figure(figsize=(7.2 if has_ratio else 5.0, 3.4), layout="constrained")
+    axes = fig.subplots(1, 2, width_ratios=[1.3, 1]) if has_ratio else [fig.add_subplot()]
+    ax = axes[0]
+    labels = ["predicted success\n(chain rule)", "success\n(observed)"]
+    vals = [s.predicted_success, s.success.rate]
+    colours = ["#bfdbfe", BLUE]
+    x = np.arange(len(vals))
+    ax.bar(x, vals, 0.6, color=colours, edgecolor=BLUE)
+    ax.errorbar([1], [s.success.rate], capsize=4, color=INK, linewidth=1.2,
+                yerr=[[max(0.0, s.success.rate - (s.success.lo or 0))],
+                      [max(0.0, (s.success.hi or 0) - s.success.rate)]])
+    for xi, v in zip(x, vals, strict=True):
+        top = max(v, s.success.hi or v) if xi == 1 else v
         ax.text(xi, top + 0.015, _pct(v), ha="center", va="bottom", fontsize=8.5)
+    gap = [f"+{s.recovered} recovered" if s.recovered else "",
+           f"−{s.failed_without_graded_error} failed, no graded error"
+           if s.failed_without_graded_error else ""]
+    if any(gap):
+        ax.text(0.5, 0.04, "\n".join(g for g in gap if g), ha="center", va="bottom",
+                fontsize=8, color=INK, transform=ax.get_xaxis_transform())
     ax.set_xticks(x, labels)
-    ax.set_ylim(0, 1.15)
+    ax.set_ylim(0, 1.12)
     ax.yaxis.set_major_formatter(lambda v, _: f"{100 * v:.0f}%")
     ax.set_ylabel("share of episodes")
-    ax.set_xlabel("outcome")
     ax.set_title("Predicted vs observed success")
-    ax.legend(loc="upper right", ncols=2)
+    if has_ratio:
+        _plot_co_error_ratio(axes[1], sc)
     return fig
+
+
+def _plot_co_error_ratio(ax: Axes, sc: SharedCause) -> None:
+    """The co-error ratio and its CI against the verdict's bands."""
+    r = sc.co_error_ratio
+    lo, hi = r.lo if r.lo is not None else r.estimate, r.hi if r.hi is not None else r.estimate
+    top = max(2.5, (hi or 1) * 1.15)
+    ax.axvspan(0, 0.9, color="#e0f2fe", zorder=0)
+    ax.axvspan(1.1, top, color="#fee2e2", zorder=0)
+    ax.axvline(1.0, color=INK, linewidth=1, linestyle=":")
+    ax.errorbar([r.estimate], [0], xerr=[[r.estimate - lo], [hi - r.estimate]], fmt="o",
+                color=RED if sc.verdict == "shared_cause" else BLUE, capsize=4, ms=7)
+    ax.text(r.estimate, 0.12, f"{r.estimate:.2f} [{lo:.2f}, {hi:.2f}]", ha="center",
+            fontsize=8.5)
+    ax.text(0.95, 0.38, "1 = independent", rotation=90, ha="right", va="top", fontsize=8,
+            color=GREY)
+    ax.text(1.15, -0.48, "CI above 1.1: shared cause →", ha="left", fontsize=8, color=GREY)
+    ax.set_xlim(0, top)
+    ax.set_ylim(-0.55, 0.4)
+    ax.set_yticks([])
+    ax.spines["left"].set_visible(False)
+    ax.set_xlabel("co-error ratio (1 = independent)")
+    ax.set_title("Shared cause?")
 
 
 def _time_scale(h: HorizonFits, t_max: float) -> tuple[float, str]:
@@ -270,42 +308,56 @@ def _time_scale(h: HorizonFits, t_max: float) -> tuple[float, str]:
 
 
 def _horizon_axes(ax: Axes, h: HorizonFits) -> str:
-    """Draw the survival plot; returns the unit its x axis is in."""
+    """Draw the survival plot; returns the unit its x axis is in. Fitted curves are solid
+    where there are data and dotted past the longest episode, where they extrapolate."""
     t_km = np.asarray(h.km_t, dtype=float)
     s_km = np.asarray(h.km_s, dtype=float)
     marks = [x for x in (h.exponential_t50, h.weibull_t50) if x is not None and math.isfinite(x)]
-    t_max = max([*t_km.tolist(), *marks, 1e-9]) * 1.25
+    end = h.data_end if h.data_end is not None else max([*t_km.tolist(), 1e-9])
+    t_max = max([*t_km.tolist(), *marks, end, 1e-9]) * 1.25
     div, unit = _time_scale(h, t_max)
     t = np.linspace(0, t_max, 240)  # fits are evaluated in the stored unit, drawn in `unit`
+    seen, past = t <= end, t >= end
     ax.step(np.r_[0.0, t_km] / div, np.r_[1.0, s_km], where="post", color=INK, linewidth=2,
             label=f"Kaplan–Meier ({h.events} errors, {h.censored} censored)")
 
     def fmt(x: float | None) -> str:
-        return _g(None if x is None else x / div)
+        if x is None:
+            return "–"
+        return _g(x / div) + ("*" if x > end else "")
+
+    def curve(surv: np.ndarray, color: str, style: str, label: str) -> None:
+        ax.plot(t[seen] / div, surv[seen], color=color, linewidth=1.6, linestyle=style,
+                label=label)
+        ax.plot(t[past] / div, surv[past], color=color, linewidth=1.2, linestyle=":",
+                alpha=0.8)
 
     if h.exponential_lambda is not None:
-        ax.plot(t / div, exponential_survival(t, h.exponential_lambda), color=BLUE,
-                linewidth=1.6, label=f"exponential: T50 {fmt(h.exponential_t50)}, "
-                                     f"T80 {fmt(h.exponential_t80)}")
+        curve(exponential_survival(t, h.exponential_lambda), BLUE, "-",
+              f"exponential: T50 {fmt(h.exponential_t50)}, T80 {fmt(h.exponential_t80)}")
         _mark(ax, h.exponential_t50, 0.5, BLUE, div)
         _mark(ax, h.exponential_t80, 0.8, BLUE, div)
     if h.weibull_k is not None and h.weibull_eta is not None:
-        ax.plot(t / div, weibull_survival(t, h.weibull_eta, h.weibull_k), color=ORANGE,
-                linewidth=1.6, linestyle="--",
-                label=f"Weibull k={h.weibull_k:.2f}: T50 {fmt(h.weibull_t50)}, "
-                      f"T80 {fmt(h.weibull_t80)}")
+        curve(weibull_survival(t, h.weibull_eta, h.weibull_k), ORANGE, "--",
+              f"Weibull k={h.weibull_k:.2f}: T50 {fmt(h.weibull_t50)}, "
+              f"T80 {fmt(h.weibull_t80)}")
         _mark(ax, h.weibull_t50, 0.5, ORANGE, div)
         _mark(ax, h.weibull_t80, 0.8, ORANGE, div)
+    if end < t_max:
+        ax.axvspan(end / div, t_max / div, color="#f1f5f9", zorder=0)
+        ax.axvline(end / div, color=GREY, linewidth=1, linestyle="--")
+        ax.text(end / div, 1.02, " data end → extrapolation", ha="left", va="bottom",
+                fontsize=8, color=GREY)
     for q in (0.5, 0.8):
         ax.axhline(q, color="#cbd5e1", linewidth=0.8, zorder=0)
         ax.text(t_max / div, q, f" {100 * q:.0f}%", va="center", ha="left", fontsize=8,
                 color=GREY)
     ax.set_xlim(0, t_max / div)
-    ax.set_ylim(0, 1.04)
-    ax.yaxis.set_major_formatter(lambda v, _: f"{100 * v:.0f}%")
+    ax.set_ylim(0, 1.1)
+    ax.yaxis.set_major_formatter(lambda v, _: f"{100 * v:.0f}%" if v <= 1 else "")
     ax.set_xlabel(unit + " into the episode")
     ax.set_ylabel("P(no error yet)")
-    ax.legend(loc="upper right")
+    ax.legend(loc="lower left")
     return unit
 
 
@@ -451,7 +503,8 @@ def plot_workflow(s: RunSummary) -> Figure | None:
     m = s.reliability.markov if s.reliability else None
     if m is None or not m.edges:
         return None
-    acc = {n.node: n.accuracy.rate for n in s.nodes if n.accuracy.rate is not None}
+    acc = {n.node: n.accuracy_per_episode.rate for n in s.nodes
+           if n.accuracy_per_episode.rate is not None}
     terminal = {"Success", "Fail"}
     g = nx.DiGraph()
     for a, b, p in m.edges:
@@ -511,7 +564,8 @@ def plot_workflow(s: RunSummary) -> Figure | None:
     ax.margins(x=0.08, y=0.22)
     ax.set_axis_off()
     fig.colorbar(ScalarMappable(norm=norm, cmap=cmap), ax=ax, shrink=0.7, pad=0.02,
-                 label="node accuracy (clean prefix)", format=lambda v, _: f"{100 * v:.0f}%")
+                 label="node accuracy per episode (clean prefix)",
+                 format=lambda v, _: f"{100 * v:.0f}%")
     ax.set_title(f"Workflow from {m.start}: P(success) {_pct(m.p_success)}, "
                  f"{m.total_steps:.1f} expected steps")
     return fig
@@ -535,34 +589,30 @@ def _plot(pid: str, title: str, caption: str, make: Callable[[], Figure | None]
         return Plot(pid, title, caption, error=f"{type(e).__name__}: {e}")
 
 
-def _lift_caption(s: RunSummary) -> str:
-    ind = s.reliability.independence if s.reliability else None
-    base = ("Left: predicted = product of the clean-prefix node accuracies (raised to the "
-            "visits per episode); observed with its 95% CI. ")
-    if ind is None or ind.lift.estimate is None:
-        if s.predicted_success:
-            return base + (f"Ratio observed/predicted "
-                           f"{s.observed_success / s.predicted_success:.2f}.")
-        return base
-    ci = (f" [{ind.lift.lo:.2f}, {ind.lift.hi:.2f}]" if ind.lift.lo is not None
-          and ind.lift.hi is not None else "")
-    meaning = ("errors cluster in the same episodes (they propagate or share a cause)"
-               if ind.correlated and ind.lift.estimate > 1 else
-               "errors spread across episodes" if ind.correlated else
-               "consistent with independent errors")
-    return base + (f"Right: episodes with no node error, observed vs product of node "
-                   f"marginals — lift {ind.lift.estimate:.2f}{ci} (95% CI resampling "
-                   f"{ind.clustered_by}s): {meaning}.")
+def _compounding_caption(s: RunSummary) -> str:
+    txt = (f"Left: {LABELS['predicted_success']} — {MEANINGS['predicted_success']}; "
+           f"{LABELS['success']} as observed, with its 95% CI. The two differ by the episodes "
+           f"that {LABELS['recovered']} ({s.recovered}) and those that "
+           f"{LABELS['failed_without_graded_error']} ({s.failed_without_graded_error}).")
+    sc = s.reliability.shared_cause if s.reliability else None
+    if sc is not None:
+        if sc.co_error_ratio.estimate is not None:
+            txt += (f" Right: {LABELS['co_error_ratio']} — {MEANINGS['co_error_ratio']}; 95% "
+                    f"CI resampling {sc.resampled}s ({sc.n_boot} draws, seed {sc.seed} "
+                    "derived from the data); shaded: the verdict's bands.")
+        txt += f" {LABELS['shared_cause'].capitalize()}: {sc.meaning}."
+    return txt
 
 
 def _horizon_caption(h: HorizonFits) -> str:
     txt = ("Black: share of episodes with no error yet after t "
            f"{'steps' if h.unit == 'steps' else 'of simulated time'} (Kaplan–Meier, "
            "episodes that ended cleanly are censored); coloured: fitted survival curves, "
-           "dots mark where each falls to 80% and 50% (T80, T50).")
+           "dots mark where each falls to 80% and 50% (T80, T50). The grey band starts where "
+           "the data end (the longest episode): curves there are dotted extrapolations, and "
+           "horizons marked * lie beyond the data.")
     if h.weibull_k is not None:
-        trend = "falls" if h.weibull_k < 1 else "rises"
-        txt += f" Weibull k = {h.weibull_k:.2f}: the hazard {trend} as the episode goes on."
+        txt += f" Weibull {hazard_words(h)}."
     if h.note:
         txt += f" {h.note}."
     return txt
@@ -571,45 +621,56 @@ def _horizon_caption(h: HorizonFits) -> str:
 def _headline(s: RunSummary) -> TableData:
     reasons = ", ".join(f"{k} {v}" for k, v in sorted(s.end_reasons.items()))
     rows: list[list[str]] = [
-        ["episodes", f"{s.episodes} ({reasons})"],
-        ["success (Wilson 95% CI)", _prop(s.success)],
+        ["episodes", f"{s.episodes} ({reasons})", ""],
+        [LABELS["success"], _prop(s.success), MEANINGS["success"]],
     ]
     if s.errors:
-        rows.append(["infrastructure errors", f"{s.errors} episode(s) not scored"])
-    if s.predicted_success is not None and s.observed_success is not None:
-        rows.append(["predicted from node accuracies", _pct(s.predicted_success)])
+        rows.append(["infrastructure errors", f"{s.errors} episode(s) not scored", ""])
+    if s.predicted_success is not None:
+        rows.append([LABELS["predicted_success"], _pct(s.predicted_success),
+                     MEANINGS["predicted_success"]])
+        for key in ("recovered", "failed_without_graded_error"):
+            if getattr(s, key):
+                rows.append([LABELS[key], str(getattr(s, key)), MEANINGS[key]])
     r = s.reliability
-    if r is not None and r.independence is not None and r.independence.lift.estimate is not None:
-        li = r.independence.lift
-        rows.append(["independence lift (95% CI)",
-                     f"{li.estimate:.2f} [{_num(li.lo)}, {_num(li.hi)}]"])
+    if r is not None and r.shared_cause is not None:
+        sc = r.shared_cause
+        ci = sc.co_error_ratio
+        value = VERDICT_WORDS[sc.verdict]
+        if ci.estimate is not None:
+            value += f": co-error ratio {ci.estimate:.2f} [{_num(ci.lo)}, {_num(ci.hi)}]"
+        rows.append([LABELS["shared_cause"], value, sc.meaning])
     if r is not None and r.markov is not None:
-        rows.append(["expected steps per episode", f"{r.markov.total_steps:.1f}"])
+        rows.append(["expected steps per episode", f"{r.markov.total_steps:.1f}", ""])
     e = s.escalation
     rows.append(["asked for help", f"{e.asks} ({e.asks_needed} where needed; "
-                 f"{e.needed_not_asked} needed but not asked)"])
+                 f"{e.needed_not_asked} needed but not asked)", ""])
+    rows.append([LABELS["steps_needing_help"], str(e.steps_needing_help),
+                 MEANINGS["steps_needing_help"]])
     if e.reviews:
-        rows.append(["checkpoint reviews", f"{e.reviews} ({e.denials} denied)"])
-    rows.append(["human time", f"{e.human_seconds / 60:.1f} min"])
-    if s.failed_without_graded_error:
-        rows.append(["failed with no graded error", str(s.failed_without_graded_error)])
+        rows.append(["checkpoint reviews", f"{e.reviews} ({e.denials} denied)", ""])
+    rows.append(["human time", f"{e.human_seconds / 60:.1f} min", ""])
     if s.user_fault_failures:
-        rows.append(["failures caused by the simulated user", str(s.user_fault_failures)])
-    return _table(["measure", "value"], rows)
+        rows.append(["failures caused by the simulated user", str(s.user_fault_failures), ""])
+    return _table(["measure", "value", "what it means"], rows)
 
 
 def _findings(s: RunSummary) -> list[str]:
     """The few sentences a reader should take away, in order of importance."""
     out = []
-    rated = [n for n in s.nodes if n.accuracy.rate is not None and n.accuracy.rate < 1]
+    rated = [n for n in s.nodes if n.accuracy_per_episode.rate is not None
+             and n.accuracy_per_episode.rate < 1]
     if rated:
-        w = min(rated, key=lambda n: n.accuracy.rate or 0.0)
-        out.append(f"Weakest decision: {w.node}, right {_pct(w.accuracy.rate)} of the time "
-                   f"given a clean prefix ({w.first_errors} episode(s) first went wrong there).")
+        w = min(rated, key=lambda n: n.accuracy_per_episode.rate or 0.0)
+        out.append(f"Weakest decision: {w.node}, right in {_pct(w.accuracy_per_episode.rate)} "
+                   f"of the episodes that reached it before any error ({w.first_errors} "
+                   "episode(s) first went wrong there).")
     r = s.reliability
     if r is not None and r.blame:
         top, share = next(iter(r.blame.items()))
         out.append(f"{top} carries {100 * share:.0f}% of the blame for lost success.")
+    if r is not None and r.shared_cause is not None:
+        out.append("Shared cause: " + r.shared_cause.meaning + ".")
     if r is not None and r.propagation and r.propagation.strongest:
         out.append("Propagation: " + r.propagation.strongest[0] + ".")
     if r is not None and (r.escalation.tp + r.escalation.fp + r.escalation.fn):
@@ -642,28 +703,34 @@ def build_context(s: RunSummary, created_at: str = "") -> dict[str, Any]:
 
     blame = r.blame if r is not None else {}
     order = {n: i for i, n in enumerate(_node_order(s))}
+    keys = ("accuracy_per_episode", "accuracy", "marginal", "visits_per_episode",
+            "first_errors", "blame")
     ctx["nodes"] = _table(
-        ["node", "accuracy, clean prefix (95% CI)", "marginal", "visits/ep", "first errors",
-         "blame"],
-        [[n.node, _prop(n.accuracy), _pct(n.marginal.rate), f"{n.visits_per_episode:.2f}",
-          n.first_errors, _pct(blame.get(n.node), 0) if n.node in blame else ""]
-         for n in sorted(s.nodes, key=lambda n: order.get(n.node, 0))], [2, 3, 4, 5]
+        ["node", *(LABELS[k] for k in keys)],
+        [[n.node, _prop(n.accuracy_per_episode), _prop(n.accuracy), _pct(n.marginal.rate),
+          f"{n.visits_per_episode:.2f}", n.first_errors,
+          _pct(blame.get(n.node), 0) if n.node in blame else ""]
+         for n in sorted(s.nodes, key=lambda n: order.get(n.node, 0))], [3, 4, 5, 6],
+        " ".join(f"{LABELS[k].capitalize()}: {MEANINGS[k]}." for k in keys)
     ) if s.nodes else None
 
-    if failed:
-        rows = [[node, c, _pct(c / failed, 0)] for node, c in s.first_error_nodes.items()]
+    with_error = sum(s.first_error_nodes.values())
+    if failed or with_error:
+        rows = [[node, c, _pct(c / with_error, 0)] for node, c in s.first_error_nodes.items()]
+        cap = (f"{LABELS['first_errors'].capitalize()}: {MEANINGS['first_errors']}; shares "
+               f"are of the {with_error} episode(s) with a graded error.")
         if s.failed_without_graded_error:
-            rows.append(["(no graded error)", s.failed_without_graded_error,
-                         _pct(s.failed_without_graded_error / failed, 0)])
-        cap = ""
+            cap += (f" {LABELS['failed_without_graded_error'].capitalize()}: "
+                    f"{s.failed_without_graded_error}.")
         de = s.decisive_errors
         if de is not None:
-            cap = (f"Counterfactual replay of {de.attributed} failures found a single decisive "
-                   f"correction in {de.found}: " + ", ".join(f"{k} {v}" for k, v in
-                                                             de.by_node.items())
-                   + f"; the first error was the decisive one in {de.first_is_decisive}.")
-        ctx["first_errors"] = _table(["node", "failed episodes", "share of failures"], rows,
-                                     [1, 2], cap)
+            cap += (f" Counterfactual replay of {de.attributed} failures found a single "
+                    f"decisive correction in {de.found}: " + ", ".join(
+                        f"{k} {v}" for k, v in de.by_node.items())
+                    + f"; the first error was the decisive one in {de.first_is_decisive}.")
+        ctx["first_errors"] = _table(["node", LABELS["first_errors"],
+                                      "share of episodes with a graded error"],
+                                     rows, [1, 2], cap)
 
     if r is not None:
         e = r.escalation
@@ -675,7 +742,8 @@ def build_context(s: RunSummary, created_at: str = "") -> dict[str, Any]:
              f"{_num(e.precision)} / {_num(e.recall)} / {_num(e.f1)}"],
             ["over- / under-escalation", f"{_num(e.over_escalation)} / "
                                          f"{_num(e.under_escalation)}"],
-            ["steps needing help", _pct(e.help_rate)],
+            [f"{LABELS['steps_needing_help']} (TP + FN)", e.tp + e.fn],
+            [f"{LABELS['help_rate']}: {MEANINGS['help_rate']}", _pct(e.help_rate)],
             *([["confidence AURC (excess)", f"{e.aurc:.3f} ({_num(e.e_aurc, '.3f')})"]]
               if e.aurc is not None else []),
         ], [1])
@@ -720,20 +788,27 @@ def _plots(s: RunSummary) -> dict[str, Plot]:
     r = s.reliability
     specs: list[tuple[str, str, str, Callable[[], Figure | None]]] = [
         ("node-accuracy", "Per-node accuracy",
-         "Each row is a decision node. Blue dot: accuracy when no earlier step of the episode "
-         "had failed, with its 95% Wilson interval; orange diamond: accuracy over every visit. "
-         "A diamond left of the dot means the node inherits errors from upstream.",
+         f"Each row is a decision node. Green square: {LABELS['accuracy_per_episode']} — "
+         f"{MEANINGS['accuracy_per_episode']}; blue dot: {LABELS['accuracy']} — "
+         f"{MEANINGS['accuracy']}; orange diamond: {LABELS['marginal']} — "
+         f"{MEANINGS['marginal']}. A node that acts "
+         "several times per episode sits lower per episode than per call; a diamond left of "
+         "the dot means the node inherits errors from upstream.",
          lambda: plot_node_accuracy(s)),
         ("workflow", "Workflow graph",
          "The agent's workflow as observed: arrows are transitions, thicker = likelier "
-         "(labels give the probability); node colour is its accuracy, red = error-prone; the "
+         "(labels give the probability); node colour is its accuracy per episode, red = "
+         "error-prone; the "
          "Success/Fail squares show where episodes end.", lambda: plot_workflow(s)),
-        ("compounding", "Predicted vs observed success", _lift_caption(s),
+        ("compounding", "Predicted vs observed success", _compounding_caption(s),
          lambda: plot_compounding(s)),
         ("propagation", "Error propagation",
-         "Row: a node that erred upstream; column: a node after it. Colour and top number: "
-         "P(downstream wrong | upstream wrong); in brackets: P(downstream wrong | upstream "
-         "right). A large gap means errors propagate. Blank: fewer than 5 episodes.",
+         "Row: the node of the episode's first error; column: a node after it. Colour and "
+         "top number: P(downstream wrong later | the first error was upstream); in brackets: "
+         "P(downstream's own error | upstream right, nothing erred before). A large gap means "
+         "errors propagate: where an upstream error makes at least half of the otherwise right "
+         "downstream decisions wrong it is a knock-on, set apart from the shared-cause test. "
+         "Blank: fewer than 5 episodes.",
          lambda: plot_propagation(s)),
         ("escalation", "Escalation confusion matrix",
          "Rows: whether the agent asked a human; columns: whether the step needed one. "

@@ -1,62 +1,47 @@
-"""Run the same scenarios and seeds under several checkpoint policies, in one run."""
+"""Run the same scenarios and seeds under several checkpoint policies, in one run.
+
+Each variant is a copy of the scenario named `NAME@POLICY` (scenario names are unique in a
+run); the policy itself is stored with every episode, and the analysis groups by it.
+"""
 
 from __future__ import annotations
 
-from trialrun.analysis.policies import POLICY_SEP
-from trialrun.scenarios.loader import LoadedScenario
-from trialrun.scenarios.schema import CheckpointSpec
+import copy
 
+from pydantic import ValidationError
+
+from trialrun.checkpoints import parse_label
+from trialrun.registry import names
+from trialrun.scenarios.loader import LoadedScenario, load_scenario_source
+
+POLICY_SEP = "@"
 DEFAULT_POLICIES = ["never", "before_irreversible", "every_n:3", "below_confidence:0.8",
                     "budget:1", "always"]
 
 
-def parse_policy(label: str, base: CheckpointSpec) -> CheckpointSpec:
-    """`never`, `always`, `before_irreversible`, `every_n:3`, `below_confidence:0.8`,
-    `budget:2`, `nodes:resolve+reply` — applied on top of the scenario's own spec (human,
-    deny semantics)."""
-    name, _, arg = label.partition(":")
-    update: dict = {"policy": name}
-    try:
-        match name:
-            case "every_n":
-                update["n"] = int(arg or 5)
-            case "below_confidence":
-                update["threshold"] = float(arg or 0.8)
-            case "budget":
-                update["budget"] = int(arg or 5)
-            case "nodes":
-                update["nodes"] = [n for n in arg.split("+") if n]
-            case "never" | "always" | "before_irreversible":
-                if arg:
-                    raise ValueError(f"policy {name!r} takes no argument")
-            case _:
-                raise ValueError(f"unknown policy {name!r}")
-    except ValueError as e:
-        raise ValueError(f"{label!r}: {e}; expected one of never, always, "
-                         "before_irreversible, every_n:N, below_confidence:T, budget:N, "
-                         "nodes:a+b") from None
-    return CheckpointSpec.model_validate({**base.model_dump(), **update})
-
-
 def policy_variants(loaded: list[LoadedScenario], labels: list[str]) -> list[LoadedScenario]:
-    """One copy of each scenario per policy, named `NAME@POLICY`, with the same seeds."""
-    out = []
-    for ls in loaded:
-        for label in labels:
-            spec = parse_policy(label, ls.scenario.checkpoints)
-            sc = ls.scenario.model_copy(update={"checkpoints": spec,
-                                                "name": f"{ls.name}{POLICY_SEP}{label}"})
-            # The stored source must reproduce the variant on resume and replay.
-            source = _with_overrides(ls.source, sc)
-            out.append(LoadedScenario(scenario=sc, path=ls.path, source=source,
-                                      tasks=ls.tasks))
-    return out
-
-
-def _with_overrides(source: str, sc) -> str:
+    """One copy of each scenario per policy label (`every_n:3`, `nodes:resolve+reply`), with
+    the same seeds and the scenario's own human and deny semantics. The stored source is the
+    variant's, so resume and replay reproduce it."""
     import yaml
 
-    data = yaml.safe_load(source)
-    data["name"] = sc.name
-    data["checkpoints"] = sc.checkpoints.model_dump(mode="json")
-    return yaml.safe_dump(data, sort_keys=False)
+    out = []
+    for label in labels:
+        try:
+            name, options = parse_label(label)
+        except (LookupError, ValueError) as e:
+            raise ValueError(f"{label!r}: {e}; policies: {', '.join(names('checkpoint'))}") \
+                from None
+        for ls in loaded:
+            data = yaml.safe_load(ls.source)
+            data["name"] = f"{ls.name}{POLICY_SEP}{label}"
+            cp = data.get("checkpoints") or {}
+            keep = {k: v for k, v in cp.items() if k in ("on_deny", "max_retries", "human")}
+            data["checkpoints"] = {**copy.deepcopy(keep), "policy": name, **options}
+            source = yaml.safe_dump(data, sort_keys=False)
+            try:
+                out.append(load_scenario_source(source, ls.path))
+            except Exception as e:  # noqa: BLE001 - e.g. every_n:abc: say which label
+                msg = e.errors()[0]["msg"] if isinstance(e, ValidationError) else str(e)
+                raise ValueError(f"{label!r}: {msg}") from None
+    return out

@@ -7,7 +7,8 @@ from rich.panel import Panel
 from rich.table import Table
 from rich.text import Text
 
-from trialrun.analysis.summary import Proportion, RunSummary
+from trialrun.analysis.reliability import HorizonFits, hazard_words
+from trialrun.analysis.summary import LABELS, MEANINGS, Proportion, RunSummary
 
 
 def _p(p: Proportion, digits: int = 1) -> str:
@@ -21,21 +22,29 @@ def _f(x: float | None, fmt: str = ".1f") -> str:
     return "–" if x is None else format(x, fmt)
 
 
+def _meaning(key: str) -> Text:
+    return Text(MEANINGS[key], style="dim")
+
+
 def render_summary(s: RunSummary, console: Console | None = None) -> None:
     console = console or Console()
     head = Table.grid(padding=(0, 2))
+    head.add_column(no_wrap=True)
+    head.add_column(no_wrap=True)
+    head.add_column()
     head.add_row("run", s.run_id)
     reasons = ", ".join(f"{k} {v}" for k, v in sorted(s.end_reasons.items()))
     head.add_row("episodes", f"{s.episodes}  ({reasons})")
-    head.add_row("success", Text(_p(s.success), style="bold"))
+    head.add_row(LABELS["success"], Text(_p(s.success), style="bold"), _meaning("success"))
     if s.errors:
         head.add_row("infra errors", Text(f"{s.errors} episode(s) not scored (see trialrun show)",
                                           style="yellow"))
-    if s.predicted_success is not None and s.observed_success is not None:
-        lift = s.observed_success / s.predicted_success if s.predicted_success > 0 else None
-        head.add_row("compounding", f"predicted {100 * s.predicted_success:.1f}% (product of "
-                     f"node accuracies) vs observed {100 * s.observed_success:.1f}%"
-                     + (f", lift {lift:.2f}" if lift else ""))
+    if s.predicted_success is not None:
+        head.add_row(LABELS["predicted_success"], f"{100 * s.predicted_success:.1f}%",
+                     _meaning("predicted_success"))
+        for key in ("recovered", "failed_without_graded_error"):
+            if getattr(s, key):
+                head.add_row(LABELS[key], str(getattr(s, key)), _meaning(key))
     console.print(Panel(head, title="trialrun report", expand=False))
 
     if len(s.by_scenario) > 1:
@@ -56,29 +65,32 @@ def render_summary(s: RunSummary, console: Console | None = None) -> None:
         console.print(t)
 
     if s.nodes:
+        keys = ("accuracy_per_episode", "accuracy", "marginal", "visits_per_episode",
+                "first_errors")
         t = Table(title="per-node accuracy (given a clean prefix, Wilson 95% CI)",
-                  title_justify="left")
+                  title_justify="left", caption_justify="left", caption="\n".join(
+                      f"{LABELS[k]}: {MEANINGS[k]}" for k in keys))
         t.add_column("node")
-        t.add_column("accuracy")
-        t.add_column("marginal", justify="right")
-        t.add_column("visits/ep", justify="right")
-        t.add_column("first errors", justify="right")
-        worst = min((n.accuracy.rate for n in s.nodes if n.accuracy.rate is not None),
-                    default=None)
+        for k in keys:
+            t.add_column(LABELS[k], justify="left" if k.startswith("accuracy") else "right")
+        worst = min((n.accuracy_per_episode.rate for n in s.nodes
+                     if n.accuracy_per_episode.rate is not None), default=None)
         for n in s.nodes:
-            style = "red" if n.accuracy.rate is not None and n.accuracy.rate == worst and \
-                worst < 1 else ""
-            t.add_row(n.node, Text(_p(n.accuracy), style=style),
+            rate = n.accuracy_per_episode.rate
+            style = "red" if rate is not None and rate == worst and worst < 1 else ""
+            t.add_row(n.node, Text(_p(n.accuracy_per_episode), style=style), _p(n.accuracy),
                       _f(None if n.marginal.rate is None else 100 * n.marginal.rate) + "%",
                       f"{n.visits_per_episode:.2f}", str(n.first_errors))
         console.print(t)
 
     failed = s.success.n - s.success.k
-    if failed:
-        lines = [f"{node}: {c} ({100 * c / failed:.0f}% of failures)"
-                 for node, c in s.first_error_nodes.items()]
+    with_error = sum(s.first_error_nodes.values())
+    if failed or with_error:
+        lines = [f"{node}: {c} episode(s) ({100 * c / with_error:.0f}% of the {with_error} "
+                 "with a graded error)" for node, c in s.first_error_nodes.items()]
         if s.failed_without_graded_error:
-            lines.append(f"no graded error: {s.failed_without_graded_error}")
+            lines.append(f"{LABELS['failed_without_graded_error']}: "
+                         f"{s.failed_without_graded_error}")
         if s.user_fault_failures:
             lines.append(f"caused by the simulated user, not the agent: {s.user_fault_failures}")
         de = s.decisive_errors
@@ -87,12 +99,18 @@ def render_summary(s: RunSummary, console: Console | None = None) -> None:
                          + ", ".join(f"{k} {v}" for k, v in de.by_node.items())
                          + f"; the first error was the decisive one in {de.first_is_decisive}"
                          f" of {de.found}")
-        console.print(Panel("\n".join(lines), title="where failed episodes first went wrong",
+        console.print(Panel("\n".join(lines), title="where episodes first went wrong ("
+                            f"{LABELS['first_errors']}: {MEANINGS['first_errors']})",
                             expand=False))
 
     e = s.escalation
     esc = Table.grid(padding=(0, 2))
+    esc.add_column(no_wrap=True)
+    esc.add_column()
+    esc.add_column()
     esc.add_row("asked for help", f"{e.asks} ({e.asks_needed} where help was needed)")
+    esc.add_row(LABELS["steps_needing_help"], str(e.steps_needing_help),
+                _meaning("steps_needing_help"))
     esc.add_row("needed help, did not ask", str(e.needed_not_asked))
     esc.add_row("checkpoint reviews", f"{e.reviews} ({e.denials} denied; {e.wrong_approved} "
                 f"wrong decisions approved, {e.right_denied} right ones denied)")
@@ -151,19 +169,15 @@ def render_episode(ep, console: Console | None = None) -> None:
 def render_reliability(s: RunSummary, console: Console) -> None:
     r = s.reliability
     lines = []
-    ind = r.independence
-    if ind is not None and ind.lift.estimate is not None:
-        ci = (f" [{ind.lift.lo:.2f}, {ind.lift.hi:.2f}]" if ind.lift.lo is not None
-              and ind.lift.hi is not None else "")
-        meaning = ("errors cluster in the same episodes: they propagate or share a cause"
-                   if ind.correlated and ind.lift.estimate > 1 else
-                   "errors spread across episodes" if ind.correlated else
-                   "consistent with independent errors")
-        lines.append(f"independence: all-nodes-ok observed {100 * ind.observed:.1f}% vs "
-                     f"{100 * ind.predicted:.1f}% predicted, lift {ind.lift.estimate:.2f}{ci} "
-                     f"(95% CI, resampling {ind.clustered_by}s): {meaning}")
+    sc = r.shared_cause
+    if sc is not None:
+        lines.append(f"{LABELS['shared_cause']}: {sc.meaning}")
+        if sc.co_error_ratio.estimate is not None:
+            lines.append(f"  ({LABELS['co_error_ratio']}: {MEANINGS['co_error_ratio']}; 95% CI "
+                         f"resampling {sc.resampled}s, {sc.n_boot} draws, seed {sc.seed} from "
+                         "the data)")
     if r.blame:
-        lines.append("share of blame (−ln success, clean prefix): " + ", ".join(
+        lines.append("share of blame (−ln success, per episode, clean prefix): " + ", ".join(
             f"{k} {100 * v:.0f}%" for k, v in r.blame.items()))
     if r.propagation and r.propagation.strongest:
         lines.extend("propagation: " + x for x in r.propagation.strongest)
@@ -171,18 +185,8 @@ def render_reliability(s: RunSummary, console: Console) -> None:
         lines.append(f"workflow as a Markov chain from {r.markov.start}: P(success) "
                      f"{100 * r.markov.p_success:.1f}%, {r.markov.total_steps:.1f} expected steps")
     for h in (r.horizon_steps, r.horizon_time):
-        if h is None:
-            continue
-        if h.exponential_t50 is None:
-            lines.append(f"horizon ({h.unit}): {h.note}")
-            continue
-        txt = (f"horizon ({h.unit}, to the first error): constant hazard T50 "
-               f"{h.exponential_t50:.1f}, T80 {h.exponential_t80:.1f}")
-        if h.weibull_k is not None:
-            trend = "hazard falls" if h.weibull_k < 1 else "hazard rises"
-            txt += (f"; Weibull k {h.weibull_k:.2f} ({trend} with time), "
-                    f"T50 {h.weibull_t50:.1f}, T80 {h.weibull_t80:.1f}")
-        lines.append(txt)
+        if h is not None:
+            lines.append(horizon_line(h))
     if r.trials is not None:
         t = r.trials
         lines.append(f"repeated trials (k={t.k}, 95% CI over tasks): pass@k "
@@ -209,6 +213,27 @@ def render_reliability(s: RunSummary, console: Console) -> None:
                         "(0 = confidence ranks right decisions first perfectly)")
         console.print(Panel("\n".join(body), title="escalation: does it ask at the right "
                             "moments?", expand=False))
+
+
+def _horizon(x: float | None, h: HorizonFits) -> str:
+    if x is None:
+        return "–"
+    beyond = h.data_end is not None and x > h.data_end
+    return f"{x:.1f}" + (" (extrapolated)" if beyond else "")
+
+
+def horizon_line(h: HorizonFits) -> str:
+    """One horizon fit in words; a horizon past the longest episode says it is extrapolated."""
+    if h.exponential_t50 is None:
+        return f"horizon ({h.unit}): {h.note}"
+    txt = (f"horizon ({h.unit}, to the first error; data up to {_f(h.data_end)}): constant "
+           f"hazard T50 {_horizon(h.exponential_t50, h)}, T80 {_horizon(h.exponential_t80, h)}")
+    if h.weibull_k is not None:
+        txt += (f"; Weibull {hazard_words(h)}; T50 {_horizon(h.weibull_t50, h)}, "
+                f"T80 {_horizon(h.weibull_t80, h)}")
+    elif h.note:
+        txt += f"; {h.note}"
+    return txt
 
 
 def render_policies(s: RunSummary, console: Console) -> None:

@@ -1,25 +1,24 @@
-"""Plan episodes (scenario × task × seed × trial) and run them concurrently under a bound.
+"""Run scenarios: plan once, run the plan's episodes on an executor, store each as it ends.
 
-Each episode is committed to the store when it ends. Infrastructure faults (a model API that
-fails, a container that will not start, a harness timeout) are retried with backoff and, if
-they persist, stored as `error` episodes: never scored, and run again by `--resume`.
+This is the entry point of a run (`trialrun run`, tests, benchmarks). The plan decides what
+runs, the executor runs it, the store keeps it: an episode is committed when it ends, so a
+killed run resumes with `resume=RUN_ID` without losing or repeating finished episodes.
 """
 
 from __future__ import annotations
 
 import json
 import time
-import traceback
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-import anyio
-
-from trialrun.episode import EpisodePlan, InfraError, run_episode
-from trialrun.sandbox.backend import SandboxFault, SandboxUnavailable, sandbox_labels
+from trialrun.errors import NotFound
+from trialrun.executors import Executor, ExecutorOptions
+from trialrun.plan import RunPlan
+from trialrun.registry import resolve
 from trialrun.scenarios.loader import LoadedScenario, load_scenario_source
 from trialrun.store import Store
-from trialrun.trajectory import EndReason, EpisodeKey, EpisodeResult
+from trialrun.trajectory import EndReason, EpisodeResult
 
 
 @dataclass
@@ -31,32 +30,16 @@ class RunOptions:
     trials: int | None = None  # override every scenario's trials
     seeds: int | None = None  # override every scenario's seeds with range(seeds)
     sandbox: str | None = None  # "docker" or "local": where sandboxed worlds run
+    executor: str = "local"
 
     def overrides(self) -> dict[str, int | str]:
+        """What changes the plan; stored with the run so a resume plans the same episodes."""
         return {k: v for k, v in (("trials", self.trials), ("seeds", self.seeds),
                                   ("sandbox", self.sandbox)) if v}
 
-
-def apply_overrides(loaded: list[LoadedScenario], overrides: dict[str, int | str]) -> None:
-    """Command-line overrides, stored with the run so a resume applies them again."""
-    from trialrun.sandbox.world import world_class
-
-    counts = {k: v for k, v in overrides.items() if k in ("trials", "seeds")}
-    for ls in loaded:
-        sc = ls.scenario
-        backend = overrides.get("sandbox")
-        if backend and world_class(sc.world.type).uses_sandbox:
-            current = sc.world.sandbox
-            spec: dict | str = backend
-            if isinstance(current, dict):
-                # image, dockerfile and pool mean nothing to the local backend
-                keep = {k: v for k, v in current.items()
-                        if backend == "docker" or k not in ("image", "dockerfile", "pool")}
-                spec = {**keep, "backend": backend}
-            sc = sc.model_copy(update={"world": sc.world.model_copy(update={"sandbox": spec})})
-        if counts:
-            sc = sc.model_copy(update=counts)
-        ls.scenario = sc
+    def executor_options(self) -> ExecutorOptions:
+        return ExecutorOptions(concurrency=self.concurrency, max_attempts=self.max_attempts,
+                               retry_backoff_s=self.retry_backoff_s)
 
 
 @dataclass
@@ -70,25 +53,18 @@ class RunSummary:
     results: list[EpisodeResult] = field(default_factory=list)
 
 
-def plan_keys(loaded: list[LoadedScenario]) -> list[EpisodeKey]:
-    keys = []
-    for ls in loaded:
-        sc = ls.scenario
-        for task in ls.tasks:
-            for seed in sc.seed_list:
-                for trial in range(sc.trials):
-                    keys.append(EpisodeKey(scenario=sc.name, task=task["id"], seed=seed,
-                                           trial=trial))
-    return keys
-
-
-def scenarios_of_run(store: Store, run_id: str) -> list[LoadedScenario]:
-    """The scenarios exactly as the run loaded them (edits to the files since do not count)."""
+def plan_of_run(store: Store, run_id: str) -> RunPlan:
+    """The run's plan exactly as it was made: its stored scenario text and overrides (edits
+    to the files since do not count)."""
     run = store.get_run(run_id)
     loaded = [load_scenario_source(src, f"<run {run.id}>/{name}")
               for name, src in json.loads(run.scenarios).items()]
-    apply_overrides(loaded, json.loads(run.options).get("overrides", {}))
-    return loaded
+    options = json.loads(run.options)
+    return RunPlan.build(loaded, options.get("overrides", {}), options.get("limit"))
+
+
+def scenarios_of_run(store: Store, run_id: str) -> list[LoadedScenario]:
+    return [p.loaded for p in plan_of_run(store, run_id).scenarios.values()]
 
 
 async def run_episodes(
@@ -98,39 +74,37 @@ async def run_episodes(
     targets: list[str] | None = None,
     resume: str | None = None,
     options: RunOptions | None = None,
+    on_start: Callable[[str, int, int], None] | None = None,
     on_episode: Callable[[EpisodeResult], None] | None = None,
     keep_results: bool = False,
 ) -> RunSummary:
+    """Plan, run and store; `on_start(run_id, planned, already_done)` comes before the first
+    episode, `on_episode(result)` after each is stored."""
     opts = options or RunOptions()
     t0 = time.perf_counter()
     if resume:
-        run = store.get_run(resume)
-        run_id = run.id
-        loaded = scenarios_of_run(store, run_id)
+        try:
+            run_id = store.get_run(resume).id
+        except KeyError as e:
+            raise NotFound(str(e.args[0])) from None
+        plan = plan_of_run(store, run_id)
         store.drop_errors(run_id)  # errors are not outcomes: run those episodes again
         done = store.done_keys(run_id)
         store.set_status(run_id, "running")
     else:
-        apply_overrides(loaded, opts.overrides())
-        keys = plan_keys(loaded)
-        run_id = store.create_run(targets or [], {ls.name: ls.source for ls in loaded},
-                                  len(keys), {"concurrency": opts.concurrency,
-                                              "overrides": opts.overrides()})
+        plan = RunPlan.build(loaded, opts.overrides(), opts.limit)
+        run_id = store.create_run(targets or [], plan.sources(), plan.planned,
+                                  {"concurrency": opts.concurrency, "overrides": plan.overrides,
+                                   "limit": opts.limit, "executor": opts.executor})
         done = set()
-    plans = {ls.name: EpisodePlan.build(ls) for ls in loaded}
-    keys = plan_keys(loaded)
-    if opts.limit is not None:
-        keys = keys[: opts.limit]
-    todo = [k for k in keys if str(k) not in done]
-    summary = RunSummary(run_id=run_id, planned=len(keys), skipped=len(keys) - len(todo))
-    limiter = anyio.CapacityLimiter(max(1, opts.concurrency))
+    todo = (k for k in plan.keys() if str(k) not in done)
+    summary = RunSummary(run_id=run_id, planned=plan.planned,
+                         skipped=len(done))
+    if on_start:
+        on_start(run_id, plan.planned, len(done))
+    executor: Executor = resolve("executor", opts.executor)(opts.executor_options())
 
-    async def one(key: EpisodeKey) -> None:
-        # Containers are labelled with the run and episode (prune and ls read the labels);
-        # the context variable reaches worker threads that start them.
-        sandbox_labels.set({"run": run_id, "episode": str(key)})
-        async with limiter:
-            result = await _with_retries(plans[key.scenario], key, opts)
+    def on_result(result: EpisodeResult) -> None:
         store.save_episode(run_id, result)
         summary.ran += 1
         summary.errors += result.end_reason == EndReason.error
@@ -140,9 +114,7 @@ async def run_episodes(
             on_episode(result)
 
     try:
-        async with anyio.create_task_group() as tg:
-            for key in todo:
-                tg.start_soon(one, key)
+        await executor.run(plan, todo, run_id, on_result)
     except BaseException:
         store.set_status(run_id, "interrupted")
         raise
@@ -151,22 +123,15 @@ async def run_episodes(
     return summary
 
 
-async def _with_retries(plan: EpisodePlan, key: EpisodeKey, opts: RunOptions) -> EpisodeResult:
-    last = ""
-    for attempt in range(1, opts.max_attempts + 1):
-        try:
-            result = await run_episode(plan, key)
-            result.attempts = attempt
-            return result
-        except SandboxUnavailable as e:  # no engine or no image: retrying will not help
-            last = f"sandbox unavailable: {e}"
-            break
-        except (InfraError, SandboxFault) as e:
-            last = f"{e}"
-        except Exception as e:  # noqa: BLE001 - a harness bug must not kill the whole run
-            last = f"harness: {type(e).__name__}: {e}\n{traceback.format_exc(limit=6)}"
-        if attempt < opts.max_attempts:
-            await anyio.sleep(opts.retry_backoff_s * 2 ** (attempt - 1))
-    return EpisodeResult(key=key, agent=plan.loaded.scenario.agent.label,
-                         end_reason=EndReason.error, success=None, error=last,
-                         attempts=attempt, end_note="infrastructure error")
+def run(targets: list[str] | str, db: str = "sqlite:///trialrun.db",
+        options: RunOptions | None = None) -> RunSummary:
+    """Load scenario files, folders or built-in suites and run them (the synchronous entry
+    point for scripts and notebooks; `trialrun run` is the same from the command line)."""
+    import anyio
+
+    from trialrun.scenarios.loader import load_targets
+
+    names = [targets] if isinstance(targets, str) else list(targets)
+    loaded = load_targets(names)
+    store = Store(db)
+    return anyio.run(lambda: run_episodes(store, loaded, targets=names, options=options))

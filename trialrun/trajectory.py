@@ -101,7 +101,8 @@ class Grade(BaseModel):
 class CheckpointEvent(BaseModel):
     """A human check before a decision took effect."""
 
-    policy: str
+    policy: str  # the checkpoint policy's label, e.g. "every_n:3"
+    reason: str = ""  # why the policy asked: "irreversible action", "confidence 0.42 < 0.8"
     reviewed: bool
     approved: bool | None = None
     reviewer: str = "simulated"
@@ -168,3 +169,20 @@ class EpisodeResult(BaseModel):
     ambiguous: bool = False
     user_fault: bool = False  # the simulated user, not the agent, caused the failure
     final_digest: str = ""
+    policy: str = "never"  # the checkpoint policy's label, e.g. "every_n:3"
+
+    # Derived per-episode facts: one definition each, used by the store and everything after.
+    @property
+    def first_error(self) -> Step | None:
+        """The first step whose trusted grades failed (the episode's first graded error)."""
+        return next((st for st in self.steps if st.passed is False), None)
+
+    @property
+    def reviews(self) -> int:
+        """Decisions a human reviewed at a checkpoint."""
+        return sum(1 for st in self.steps if st.checkpoint is not None and st.checkpoint.reviewed)
+
+    @property
+    def asks(self) -> int:
+        """Times the agent itself asked a human for help (ask_human decisions)."""
+        return sum(1 for st in self.steps if st.decision.kind == "ask_human")

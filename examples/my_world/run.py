@@ -7,25 +7,21 @@ from pathlib import Path
 
 import anyio
 
-from trialrun.episode import EpisodePlan, run_episode
+from trialrun.runner import RunOptions, RunSummary, run_episodes
 from trialrun.scenarios.loader import load_scenario
-from trialrun.trajectory import EpisodeKey, EpisodeResult
+from trialrun.store import Store
 
 HERE = Path(__file__).parent
 sys.path.insert(0, str(HERE.parent))  # so that `my_world.world:ThermostatWorld` imports
 
 
-async def main() -> list[EpisodeResult]:
-    plan = EpisodePlan.build(load_scenario(HERE / "scenario.yaml"))
-    results = []
-    for task in plan.tasks:
-        for seed in plan.loaded.scenario.seed_list:
-            key = EpisodeKey(scenario=plan.loaded.name, task=task, seed=seed, trial=0)
-            result = await run_episode(plan, key)
-            print(f"{key}: {result.end_reason.value}, success={result.success}, "
-                  f"{len(result.steps)} steps, {result.sim_time / 60:.0f} simulated minutes")
-            results.append(result)
-    return results
+async def main(db: str = "sqlite:///thermostat.db") -> RunSummary:
+    summary = await run_episodes(Store(db), [load_scenario(HERE / "scenario.yaml")],
+                                 options=RunOptions(), keep_results=True)
+    for r in summary.results:
+        print(f"{r.key}: {r.end_reason.value}, success={r.success}, {len(r.steps)} steps, "
+              f"{r.asks} ask(s), {r.reviews} review(s), {r.sim_time / 60:.0f} simulated min")
+    return summary
 
 
 if __name__ == "__main__":

@@ -1,6 +1,6 @@
 """A run, read from the store into flat numpy arrays: the analysis' only input.
 
-Reading rows straight into arrays (no ORM objects) keeps 100,000-episode runs analysable in
+Reading columns straight into arrays (no ORM objects) keeps 100,000-episode runs analysable in
 seconds; every analysis module works on `RunData` and never touches the store itself.
 """
 
@@ -9,7 +9,6 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 import numpy as np
-from sqlalchemy import text
 
 from trialrun.store import Store
 
@@ -35,6 +34,7 @@ class RunData:
     asks: np.ndarray
     human_seconds: np.ndarray
     first_error_node: np.ndarray  # str, "" when no graded error
+    first_error_step: np.ndarray  # int, int64 max when no graded error
     ambiguous: np.ndarray  # bool
     user_fault: np.ndarray  # bool
     # per step (sorted by episode, then index)
@@ -54,6 +54,10 @@ class RunData:
     # (first error node, decisive error node) of failed episodes attributed by
     # counterfactual replay (`trialrun attribute`); empty until that has run.
     attributions: list[tuple[str | None, str | None]] = field(default_factory=list)
+    policy: np.ndarray | None = None  # str per episode: the checkpoint policy's label
+    # The scenarios' escalation prices (`escalation:` in YAML): c_h and c_e.
+    cost_per_ask: float = 1.0
+    cost_per_error: float = 10.0
 
     @property
     def scored(self) -> np.ndarray:
@@ -61,62 +65,82 @@ class RunData:
         return self.end_reason != "error"
 
     def first_fail_idx(self) -> np.ndarray:
-        """Per episode, the step index of the first failed graded step (large if none)."""
-        big = np.iinfo(np.int64).max
-        out = np.full(len(self.ep_id), big, dtype=np.int64)
-        failed = self.s_passed == 0
-        np.minimum.at(out, self.s_ep[failed], self.s_idx[failed])
-        return out
+        """Per episode, the step index of its first error (`EpisodeResult.first_error`, stored
+        once when the episode is saved); a large number when it has none."""
+        return self.first_error_step
+
+
+_NONE = np.iinfo(np.int64).max
+_EPISODE_COLS = ["id", "scenario", "task", "seed", "trial", "agent", "policy", "end_reason",
+                 "success", "n_steps", "wall_ms", "sim_time", "cost", "tokens", "reviews",
+                 "asks", "first_error_node", "first_error_step", "ambiguous", "user_fault",
+                 "human_seconds"]
+_STEP_COLS = ["episode_id", "idx", "node", "kind", "passed", "help_needed", "reviewed",
+              "approved", "confidence", "sim_time", "wall_us", "irreversible"]
 
 
 def load_run(store: Store, run_id: str) -> RunData:
+    """A stored run as arrays: two columnar reads through the store (the only code that
+    speaks SQL), then vectorised conversion."""
     run = store.get_run(run_id)
-    with store.engine.connect() as c:
-        eps = c.execute(text(
-            "SELECT id, scenario, task, seed, trial, agent, end_reason, success, n_steps, "
-            "wall_ms, sim_time, cost, tokens, reviews, asks, first_error_node, ambiguous, "
-            "user_fault, human_seconds FROM episode WHERE run_id = :r ORDER BY id"),
-            {"r": run.id}).all()
-        steps = c.execute(text(
-            "SELECT s.episode_id, s.idx, s.node, s.kind, s.passed, s.help_needed, s.reviewed, "
-            "s.approved, s.confidence, s.sim_time, s.wall_us, s.irreversible FROM step s JOIN "
-            "episode e ON "
-            "e.id = s.episode_id WHERE e.run_id = :r ORDER BY s.episode_id, s.idx"),
-            {"r": run.id}).cursor.fetchall()  # raw DBAPI rows: no Row objects for 10^6 steps
-        atts = c.execute(text(
-            "SELECT first_error_node, decisive_node FROM attribution WHERE run_id = :r"),
-            {"r": run.id}).all()
-    cols = list(zip(*eps, strict=True)) if eps else [()] * 19
-    pos = {eid: i for i, eid in enumerate(cols[0])}
-    scols = list(zip(*steps, strict=True)) if steps else [()] * 12
-    nodes = sorted(set(scols[2]))
+    e = store.episode_columns(run.id, _EPISODE_COLS)
+    s = store.step_columns(run.id, _STEP_COLS)
+    pos = {eid: i for i, eid in enumerate(e["id"])}
+    nodes = sorted(set(s["node"]))
     code = {n: i for i, n in enumerate(nodes)}
+    ask, err = escalation_costs(store.scenario_sources(run.id))
 
-    def tri(values: tuple) -> np.ndarray:
+    def tri(values: list) -> np.ndarray:
         return np.array([-1 if v is None else int(v) for v in values], dtype=np.int8)
 
     return RunData(
         run_id=run.id,
-        ep_id=np.array(cols[0], dtype=object), scenario=np.array(cols[1], dtype=object),
-        task=np.array(cols[2], dtype=object), seed=np.array(cols[3], dtype=np.int64),
-        trial=np.array(cols[4], dtype=np.int64), agent=np.array(cols[5], dtype=object),
-        end_reason=np.array(cols[6], dtype=object),
-        success=np.array([np.nan if v is None else float(v) for v in cols[7]]),
-        n_steps=np.array(cols[8], dtype=np.int64), wall_ms=np.array(cols[9], dtype=float),
-        sim_time=np.array(cols[10], dtype=float), cost=np.array(cols[11], dtype=float),
-        tokens=np.array(cols[12], dtype=np.int64), reviews=np.array(cols[13], dtype=np.int64),
-        asks=np.array(cols[14], dtype=np.int64),
-        human_seconds=np.array(cols[18], dtype=float),
-        first_error_node=np.array([v or "" for v in cols[15]], dtype=object),
-        ambiguous=np.array(cols[16], dtype=bool), user_fault=np.array(cols[17], dtype=bool),
-        s_ep=np.array([pos[e] for e in scols[0]], dtype=np.int64),
-        s_idx=np.array(scols[1], dtype=np.int64),
-        s_node=np.array([code[n] for n in scols[2]], dtype=np.int64),
-        s_kind=np.array(scols[3], dtype=object), s_passed=tri(scols[4]),
-        s_help=np.array(scols[5], dtype=bool), s_irrev=np.array(scols[11], dtype=bool),
-        s_reviewed=np.array(scols[6], dtype=bool),
-        s_approved=tri(scols[7]),
-        s_conf=np.array([np.nan if v is None else v for v in scols[8]], dtype=float),
-        s_sim=np.array(scols[9], dtype=float), s_wall_us=np.array(scols[10], dtype=np.int64),
-        nodes=nodes, attributions=[tuple(a) for a in atts],
+        ep_id=np.array(e["id"], dtype=object), scenario=np.array(e["scenario"], dtype=object),
+        task=np.array(e["task"], dtype=object), seed=np.array(e["seed"], dtype=np.int64),
+        trial=np.array(e["trial"], dtype=np.int64), agent=np.array(e["agent"], dtype=object),
+        end_reason=np.array(e["end_reason"], dtype=object),
+        success=np.array([np.nan if v is None else float(v) for v in e["success"]]),
+        n_steps=np.array(e["n_steps"], dtype=np.int64),
+        wall_ms=np.array(e["wall_ms"], dtype=float),
+        sim_time=np.array(e["sim_time"], dtype=float), cost=np.array(e["cost"], dtype=float),
+        tokens=np.array(e["tokens"], dtype=np.int64),
+        reviews=np.array(e["reviews"], dtype=np.int64),
+        asks=np.array(e["asks"], dtype=np.int64),
+        human_seconds=np.array(e["human_seconds"], dtype=float),
+        first_error_node=np.array([v or "" for v in e["first_error_node"]], dtype=object),
+        first_error_step=np.array([_NONE if v is None else v for v in e["first_error_step"]],
+                                  dtype=np.int64),
+        ambiguous=np.array(e["ambiguous"], dtype=bool),
+        user_fault=np.array(e["user_fault"], dtype=bool),
+        s_ep=np.array([pos[x] for x in s["episode_id"]], dtype=np.int64),
+        s_idx=np.array(s["idx"], dtype=np.int64),
+        s_node=np.array([code[n] for n in s["node"]], dtype=np.int64),
+        s_kind=np.array(s["kind"], dtype=object), s_passed=tri(s["passed"]),
+        s_help=np.array(s["help_needed"], dtype=bool),
+        s_irrev=np.array(s["irreversible"], dtype=bool),
+        s_reviewed=np.array(s["reviewed"], dtype=bool), s_approved=tri(s["approved"]),
+        s_conf=np.array([np.nan if v is None else v for v in s["confidence"]], dtype=float),
+        s_sim=np.array(s["sim_time"], dtype=float),
+        s_wall_us=np.array(s["wall_us"], dtype=np.int64),
+        nodes=nodes, attributions=[(a.first_error_node, a.decisive_node)
+                                   for a in store.attributions(run.id)],
+        policy=np.array([p or "never" for p in e["policy"]], dtype=object),
+        cost_per_ask=ask, cost_per_error=err,
     )
+
+
+def escalation_costs(sources: dict[str, str]) -> tuple[float, float]:
+    """The scenarios' `escalation:` prices (c_h per ask, c_e per unasked error). A run mixing
+    scenarios with different prices uses the highest, and the report says which it used."""
+    import yaml
+
+    from trialrun.scenarios.schema import EscalationSpec
+
+    specs = []
+    for text in sources.values():
+        data = yaml.safe_load(text)
+        block = data.get("escalation") if isinstance(data, dict) else None
+        specs.append(EscalationSpec.model_validate(block or {}))
+    if not specs:
+        specs = [EscalationSpec()]
+    return max(s.cost_per_ask for s in specs), max(s.cost_per_error for s in specs)

@@ -29,6 +29,14 @@ class AskMetrics:
     help_rate: float | None
 
 
+def confusion(asked: ArrayLike, needed: ArrayLike) -> tuple[int, int, int, int]:
+    """(TP, FP, FN, TN) of asks against needs, one pair of flags per decision."""
+    a = np.asarray(asked, dtype=bool)
+    n = np.asarray(needed, dtype=bool)
+    return (int((a & n).sum()), int((a & ~n).sum()), int((~a & n).sum()),
+            int((~a & ~n).sum()))
+
+
 def ask_metrics(tp: int, fp: int, fn: int, tn: int) -> AskMetrics:
     """Precision, recall, Ask-F1 (HiL-Bench, arXiv 2604.09408) and escalation rates.
 

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 import numpy as np
 from numpy.typing import ArrayLike
 from scipy import optimize, special
+from scipy import stats as st
 
 # ---------------------------------------------------------------------------
 # METR logistic horizon
@@ -234,3 +235,150 @@ def fit_weibull(times: ArrayLike, events: ArrayLike) -> WeibullFit:
         n_ev,
         _weibull_loglik(t, d, eta, k),
     )
+
+
+def weibull_shape_ci(times: ArrayLike, events: ArrayLike, level: float = 0.95,
+                     fit: WeibullFit | None = None) -> tuple[float, float]:
+    """Profile-likelihood interval for the Weibull shape k under right-censoring.
+
+    With the scale profiled out (eta^k = sum t^k / d), the log-likelihood in k is
+    l(k) = d ln k - d ln(sum t^k / d) + (k - 1) sum_events ln t - d; the interval holds
+    every k with 2(l(k_hat) - l(k)) <= chi2_1(level) (3.84 at 95%). "The hazard rises"
+    (k > 1) or "falls" (k < 1) is only worth saying when this interval excludes 1.
+    A bound that the data cannot pin down comes back as 0 or inf.
+    """
+    t, d = _survival_data(times, events)
+    fit = fit or fit_weibull(t, d)
+    # distinct positive times with their counts: l(k) only needs sum t^k
+    uniq, counts = np.unique(t[t > 0], return_counts=True)
+    scale = float(np.exp(np.mean(np.log(t[t > 0]))))
+    lt = np.log(uniq / scale)
+    log_w = np.log(counts)
+    n_ev = int(d.sum())
+    sum_ev = float(np.sum(np.log(t[d] / scale)))
+
+    def prof(log_k: float) -> float:
+        k = math.exp(log_k)
+        kl = k * lt + log_w
+        m = float(np.max(kl))
+        log_sum = m + math.log(float(np.sum(np.exp(kl - m))))
+        return n_ev * log_k - n_ev * (log_sum - math.log(n_ev)) + (k - 1) * sum_ev - n_ev
+
+    top = prof(math.log(fit.k))
+    cut = float(st.chi2.ppf(level, 1)) / 2
+    return _shape_bounds(lambda log_k: top - prof(log_k) - cut, math.log(fit.k))
+
+
+# ---------------------------------------------------------------------------
+# Whole steps: interval-censored fits
+# ---------------------------------------------------------------------------
+#
+# A first error "at step s" only says the time to the error lies in (s - 1, s]. Fitting a
+# continuous curve to the integers themselves leaves no mass near 0 and reads a constant
+# per-step hazard as a rising one (Weibull k well above 1 on geometric data). The interval
+# likelihood does not: for a constant hazard h per step the exponential with
+# lambda = -ln(1 - h) gives P(s - 1 < T <= s) = (1 - h)^(s - 1)·h exactly.
+
+
+def _step_data(steps: ArrayLike, events: ArrayLike) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Distinct (steps, event) rows with their counts: a run has few distinct lengths."""
+    t = np.asarray(steps, dtype=float)
+    d = np.asarray(events, dtype=bool)
+    if t.shape != d.shape or t.ndim != 1 or t.size == 0:
+        raise ValueError("need matching 1-D step counts and event flags")
+    if (t < 0).any() or (t[d] < 1).any() or not np.isfinite(t).all():
+        raise ValueError("step counts must be finite, >= 0, and >= 1 where an error occurred")
+    if not d.any():
+        raise ValueError("no events observed: the hazard is not identifiable")
+    keys, counts = np.unique(2 * t + d, return_counts=True)  # steps are whole numbers
+    return np.floor(keys / 2), (keys % 2) == 1, counts.astype(float)
+
+
+def fit_exponential_steps(steps: ArrayLike, events: ArrayLike) -> ExponentialFit:
+    """Constant hazard from whole steps: an error at step s means T in (s - 1, s], an
+    episode without one survived its s steps. The MLE is the geometric one:
+    per-step hazard h = errors / (errors + error-free steps), lambda = -ln(1 - h)."""
+    return _exponential_steps(*_step_data(steps, events))
+
+
+def _exponential_steps(t: np.ndarray, d: np.ndarray, w: np.ndarray) -> ExponentialFit:
+    n_ev = float(w[d].sum())
+    exposure = float((w * np.where(d, t - 1, t)).sum())  # steps survived
+    lam = math.log1p(n_ev / exposure) if exposure > 0 else math.inf
+    loglik = -lam * exposure + n_ev * math.log(-math.expm1(-lam)) if exposure > 0 else 0.0
+    return ExponentialFit(lam, exponential_horizon(lam, 0.5), exponential_horizon(lam, 0.8),
+                          int(n_ev), exposure, loglik)
+
+
+def _weibull_steps_loglik(t: np.ndarray, d: np.ndarray, w: np.ndarray, log_eta: float,
+                          k: float) -> float:
+    hi = np.exp(k * (np.log(np.maximum(t, 1e-300)) - log_eta)) * (t > 0)
+    lo = np.exp(k * (np.log(np.maximum(t - 1, 1e-300)) - log_eta)) * (t - 1 > 0)
+    gap = np.maximum(hi - lo, 1e-300)
+    ev = -lo + np.log(-np.expm1(-gap))  # ln(S(s - 1) - S(s))
+    return float(np.sum(w * np.where(d, ev, -hi)))
+
+
+def _profile_eta(t: np.ndarray, d: np.ndarray, w: np.ndarray, k: float,
+                 guess: float) -> tuple[float, float]:
+    """max over log eta of the step likelihood at shape k: (log eta, loglik)."""
+    res = optimize.minimize_scalar(lambda le: -_weibull_steps_loglik(t, d, w, le, k),
+                                   bracket=(guess - 1.0, guess + 1.0))
+    return float(res.x), -float(res.fun)
+
+
+def fit_weibull_steps(steps: ArrayLike, events: ArrayLike) -> WeibullFit:
+    """Weibull S(t) = exp(-(t/eta)^k) fitted to whole steps with the interval likelihood
+    (see `fit_exponential_steps`); k = 1 recovers the constant per-step hazard."""
+    return _weibull_steps(*_step_data(steps, events))
+
+
+def _weibull_steps(t: np.ndarray, d: np.ndarray, w: np.ndarray) -> WeibullFit:
+    if np.unique(t[d]).size < 2:
+        raise ValueError("need at least two distinct error steps to fit the shape k")
+    guess = math.log(max(_exponential_steps(t, d, w).t50, 1e-6))
+
+    def neg(log_k: float) -> float:
+        return -_profile_eta(t, d, w, math.exp(log_k), guess)[1]
+
+    res = optimize.minimize_scalar(neg, bracket=(-0.5, 0.5))
+    if not res.success or abs(res.x) > 20:
+        raise ValueError("shape k not identifiable")
+    k = math.exp(float(res.x))
+    log_eta, loglik = _profile_eta(t, d, w, k, guess)
+    eta = math.exp(log_eta)
+    return WeibullFit(eta, k, weibull_horizon(eta, k, 0.5), weibull_horizon(eta, k, 0.8),
+                      int(w[d].sum()), loglik)
+
+
+def weibull_steps_shape_ci(steps: ArrayLike, events: ArrayLike, level: float = 0.95,
+                           fit: WeibullFit | None = None) -> tuple[float, float]:
+    """Profile-likelihood CI of the shape k for whole steps (see `weibull_shape_ci`)."""
+    t, d, w = _step_data(steps, events)
+    fit = fit or _weibull_steps(t, d, w)
+    guess = math.log(fit.eta)
+    cut = float(st.chi2.ppf(level, 1)) / 2
+
+    def gap(log_k: float) -> float:
+        return fit.loglik - _profile_eta(t, d, w, math.exp(log_k), guess)[1] - cut
+
+    return _shape_bounds(gap, math.log(fit.k))
+
+
+def _shape_bounds(gap, start: float) -> tuple[float, float]:
+    """Where `gap` (likelihood drop minus the cut, negative at `start`) crosses 0 on either
+    side of `start`, in log k; 0 or inf when the data cannot pin a side down."""
+
+    def bound(direction: float) -> float:
+        step = 0.25
+        for _ in range(60):
+            far = start + direction * step
+            if abs(far) > 30:
+                break
+            if gap(far) > 0:
+                return math.exp(optimize.brentq(gap, min(start, far), max(start, far),
+                                                xtol=1e-10))
+            step *= 1.6
+        return 0.0 if direction < 0 else math.inf
+
+    return bound(-1.0), bound(1.0)

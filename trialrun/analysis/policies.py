@@ -37,16 +37,14 @@ class PolicyResult(BaseModel):
     on_frontier: bool = False
 
 
-def policy_of(scenario: str) -> str | None:
-    return scenario.rsplit(POLICY_SEP, 1)[1] if POLICY_SEP in scenario else None
-
-
 def policy_table(d: RunData) -> list[PolicyResult]:
-    labels = np.array([policy_of(s) or "" for s in d.scenario], dtype=object)
-    if not (labels != "").any():
+    """One row per checkpoint policy (the stored `policy` column), for runs that compare
+    more than one; empty otherwise."""
+    labels = d.policy if d.policy is not None else np.full(len(d.ep_id), "never", dtype=object)
+    if len(set(labels)) < 2:
         return []
     out = []
-    for label in sorted(set(labels) - {""}, key=str):
+    for label in sorted(set(labels), key=str):
         m = (labels == label) & d.scored
         n = int(m.sum())
         k = int(np.nansum(d.success[m]))

@@ -211,6 +211,7 @@ def bootstrap_ci(
     n_boot: int = 2000,
     seed: int = 0,
     alpha: float = 0.05,
+    ignore_nan: bool = False,
 ) -> BootstrapCI:
     """Cluster (task-level) percentile bootstrap (Miller, arXiv 2411.00640).
 
@@ -223,7 +224,8 @@ def bootstrap_ci(
     (episodes, successes).
 
     Cost is O(n_boot · distinct rows) when rows repeat (boolean episode data, few tasks)
-    and O(n_boot · n_clusters) random draws when every row is distinct.
+    and O(n_boot · n_clusters) random draws when every row is distinct. With `ignore_nan`
+    replicates where the statistic is undefined (a ratio 0/0) are left out of the interval.
     """
     a = np.asarray(clusters, dtype=float)
     if a.ndim == 1:
@@ -252,8 +254,14 @@ def bootstrap_ci(
             counts = np.bincount(idx.ravel(), minlength=rows * n_c).reshape(rows, n_c)
             sums[start : start + rows] = counts.astype(float) @ a
     reps = np.asarray(stat_fn(sums), dtype=float).reshape(n_boot)
-    lo, hi = np.quantile(reps, [alpha / 2, 1 - alpha / 2])
-    return BootstrapCI(estimate, float(lo), float(hi), float(np.std(reps, ddof=1)), n_boot)
+    if ignore_nan:
+        reps = reps[~np.isnan(reps)]
+        if reps.size < 2:
+            return BootstrapCI(estimate, math.nan, math.nan, math.nan, n_boot)
+    with np.errstate(invalid="ignore"):  # inf replicates: inf bounds, nan spread
+        lo, hi = np.quantile(reps, [alpha / 2, 1 - alpha / 2])
+        se = float(np.std(reps, ddof=1))
+    return BootstrapCI(estimate, float(lo), float(hi), se, n_boot)
 
 
 # ---------------------------------------------------------------------------

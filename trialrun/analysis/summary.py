@@ -4,6 +4,9 @@ predicted vs observed success, escalation and checkpoint counts, cost and latenc
 Everything here reads `RunData` (the store, flattened) and returns pydantic models that the
 terminal report, `--json` and the HTML report all render. Episodes that ended in an
 infrastructure error are counted apart and never scored.
+
+One name, one meaning: each quantity below has one field name, used as is in `--json`, and
+one line in `MEANINGS` that the terminal and the HTML report print next to it.
 """
 
 from __future__ import annotations
@@ -15,7 +18,16 @@ from pydantic import BaseModel, Field
 
 from trialrun.analysis.data import RunData
 from trialrun.analysis.policies import PolicyResult, policy_table
-from trialrun.analysis.reliability import Reliability, reliability
+from trialrun.analysis.reliability import (
+    PROPAGATION_MEANING,
+    SHARED_CAUSE_MEANING,
+    CleanPrefix,
+    Reliability,
+    ask_vs_need,
+    chain_rule_success,
+    clean_prefix,
+    reliability,
+)
 from trialrun.analysis.stats import pass_at_k, pass_hat_k, percentiles, wilson
 
 
@@ -34,13 +46,59 @@ class Proportion(BaseModel):
         return cls(k=int(k), n=int(n), rate=k / n, lo=lo, hi=hi)
 
 
+# Each quantity: the label every rendering uses, and the line that says what it means.
+LABELS: dict[str, str] = {
+    "success": "success",
+    "predicted_success": "predicted success",
+    "recovered": "succeeded despite a graded error",
+    "failed_without_graded_error": "failed with no graded error",
+    "accuracy_per_episode": "accuracy per episode",
+    "accuracy": "accuracy per call",
+    "marginal": "marginal accuracy",
+    "visits_per_episode": "visits/ep",
+    "first_errors": "first errors",
+    "blame": "blame",
+    "co_error_ratio": "co-error ratio",
+    "shared_cause": "shared cause",
+    "propagation": "propagation",
+    "steps_needing_help": "steps that needed help",
+    "help_rate": "help rate",
+}
+MEANINGS: dict[str, str] = {
+    "success": "scored episodes whose outcome graders passed (Wilson 95% CI)",
+    "predicted_success": (
+        "the per-node accuracies multiplied along the chain rule, in episodes: the share of "
+        "episodes with no graded error, which is success if every graded error is fatal"),
+    "recovered": "scored episodes that succeeded although a step was graded wrong",
+    "failed_without_graded_error": "scored episodes that failed with every step graded right",
+    "accuracy_per_episode": (
+        "of the episodes that reached the node before any error, the share in which the "
+        "node made no error (Wilson 95% CI)"),
+    "accuracy": (
+        "the node's graded decisions that were right, counting only those made before any "
+        "error in the episode (Wilson 95% CI)"),
+    "marginal": "per call, over every graded decision at the node, errors upstream included",
+    "visits_per_episode": "graded decisions at the node per scored episode",
+    "first_errors": "scored episodes whose first graded error is at the node",
+    "blame": "the node's share of the success lost to graded errors (−ln of its chain-rule "
+             "factor over the sum)",
+    "co_error_ratio": SHARED_CAUSE_MEANING,
+    "shared_cause": "whether errors at different nodes come together beyond knock-on effects",
+    "propagation": PROPAGATION_MEANING,
+    "steps_needing_help": (
+        "decisions (finishing included) where the world judged that asking a human was right"),
+    "help_rate": "share of decisions at which the agent asked a human",
+}
+
+
 class NodeStats(BaseModel):
     node: str
-    steps: int  # graded steps at this node
-    accuracy: Proportion  # given a clean prefix: no earlier failed step in the episode
-    marginal: Proportion  # over every graded step, errors upstream included
-    visits_per_episode: float
-    first_errors: int  # episodes whose first error is here
+    steps: int = Field(description="graded decisions at the node")
+    accuracy: Proportion = Field(description=MEANINGS["accuracy"])
+    accuracy_per_episode: Proportion = Field(description=MEANINGS["accuracy_per_episode"])
+    marginal: Proportion = Field(description=MEANINGS["marginal"])
+    visits_per_episode: float = Field(description=MEANINGS["visits_per_episode"])
+    first_errors: int = Field(description=MEANINGS["first_errors"])
 
 
 class TrialStats(BaseModel):
@@ -54,7 +112,7 @@ class Escalation(BaseModel):
     asks: int
     asks_needed: int  # asked where help was needed (true positives)
     needed_not_asked: int  # help was needed, the agent went on alone
-    steps_needing_help: int
+    steps_needing_help: int = Field(description=MEANINGS["steps_needing_help"])
     reviews: int
     denials: int
     wrong_approved: int  # a reviewer approved a decision the world judged wrong
@@ -92,11 +150,13 @@ class RunSummary(BaseModel):
     by_scenario: list[ScenarioLine]
     trials: list[TrialStats]
     nodes: list[NodeStats]
-    first_error_nodes: dict[str, int]  # over failed episodes
-    failed_without_graded_error: int
+    first_error_nodes: dict[str, int] = Field(description=MEANINGS["first_errors"])
+    failed_without_graded_error: int = Field(
+        description=MEANINGS["failed_without_graded_error"])
     user_fault_failures: int
-    predicted_success: float | None  # product of clean-prefix node accuracies
-    observed_success: float | None
+    predicted_success: float | None = Field(description=MEANINGS["predicted_success"])
+    observed_success: float | None = Field(description="success.rate, repeated")
+    recovered: int = Field(0, description=MEANINGS["recovered"])
     escalation: Escalation
     latency: dict[str, Percentiles] = Field(default_factory=dict)
     reliability: Reliability | None = None
@@ -109,33 +169,34 @@ def _pct(values: np.ndarray) -> Percentiles:
     return Percentiles(p50=p.get(50), p90=p.get(90), p99=p.get(99))
 
 
-def node_stats(d: RunData) -> tuple[list[NodeStats], float | None]:
-    """Per-node accuracy (clean prefix and marginal) and the independence prediction."""
+def node_stats(d: RunData, cp: CleanPrefix | None = None
+               ) -> tuple[list[NodeStats], float | None]:
+    """Per-node accuracy (per call and per episode, given a clean prefix; marginal) and the
+    predicted success (`reliability.chain_rule_success`, the definition in `MEANINGS`)."""
     scored_ep = d.scored
+    cp = cp if cp is not None else clean_prefix(d, np.flatnonzero(scored_ep))
     in_scored = scored_ep[d.s_ep] if len(d.s_ep) else np.zeros(0, dtype=bool)
     graded = (d.s_passed >= 0) & in_scored
     first_fail = d.first_fail_idx()
     clean = d.s_idx <= first_fail[d.s_ep] if len(d.s_ep) else np.zeros(0, dtype=bool)
     n_eps = int(scored_ep.sum())
+    reached, erred = cp.reached_count, cp.erred_count
     out: list[NodeStats] = []
-    predicted = 1.0 if n_eps else None
-    firsts = Counter(d.first_error_node[scored_ep & (d.first_error_node != "")])
     for code, node in enumerate(d.nodes):
         at = graded & (d.s_node == code)
         if not at.any():
             continue
-        cp = at & clean
-        k_clean, n_clean = int((d.s_passed[cp] == 1).sum()), int(cp.sum())
+        cp_ = at & clean
+        k_clean, n_clean = int((d.s_passed[cp_] == 1).sum()), int(cp_.sum())
         k_all, n_all = int((d.s_passed[at] == 1).sum()), int(at.sum())
-        visits = n_all / n_eps if n_eps else 0.0
-        acc = Proportion.of(k_clean, n_clean)
-        if predicted is not None and acc.rate is not None:
-            predicted *= acc.rate ** visits
-        out.append(NodeStats(node=node, steps=n_all, accuracy=acc,
-                             marginal=Proportion.of(k_all, n_all),
-                             visits_per_episode=round(visits, 4),
-                             first_errors=firsts.get(node, 0)))
-    return out, predicted
+        out.append(NodeStats(
+            node=node, steps=n_all, accuracy=Proportion.of(k_clean, n_clean),
+            accuracy_per_episode=Proportion.of(int(reached[code] - erred[code]),
+                                               int(reached[code])),
+            marginal=Proportion.of(k_all, n_all),
+            visits_per_episode=round(n_all / n_eps, 4) if n_eps else 0.0,
+            first_errors=int(erred[code])))
+    return out, chain_rule_success(cp)
 
 
 def trial_stats(d: RunData) -> list[TrialStats]:
@@ -159,16 +220,14 @@ def trial_stats(d: RunData) -> list[TrialStats]:
 
 
 def escalation_counts(d: RunData) -> Escalation:
-    scored = d.scored[d.s_ep] if len(d.s_ep) else np.zeros(0, dtype=bool)
-    asked = (d.s_kind == "ask_human") & scored
-    help_ = d.s_help & scored
-    rev = d.s_reviewed & scored
+    asked, needed = ask_vs_need(d, d.scored)
+    rev = d.s_reviewed & (d.scored[d.s_ep] if len(d.s_ep) else np.zeros(0, dtype=bool))
     wrong = d.s_passed == 0
     right = d.s_passed == 1
     denied = rev & (d.s_approved == 0)
     return Escalation(
-        asks=int(asked.sum()), asks_needed=int((asked & help_).sum()),
-        needed_not_asked=int((help_ & ~asked).sum()), steps_needing_help=int(help_.sum()),
+        asks=int(asked.sum()), asks_needed=int((asked & needed).sum()),
+        needed_not_asked=int((needed & ~asked).sum()), steps_needing_help=int(needed.sum()),
         reviews=int(rev.sum()), denials=int(denied.sum()),
         wrong_approved=int((rev & (d.s_approved == 1) & wrong).sum()),
         right_denied=int((denied & right).sum()),
@@ -176,15 +235,23 @@ def escalation_counts(d: RunData) -> Escalation:
     )
 
 
-def summarize(d: RunData, cost_per_ask: float = 1.0, cost_per_error: float = 10.0,
-              deep: bool = True) -> RunSummary:
+def summarize(d: RunData, cost_per_ask: float | None = None,
+              cost_per_error: float | None = None, deep: bool = True) -> RunSummary:
+    """The run in one model. Escalation prices default to the scenarios' (`RunData`)."""
+    if cost_per_ask is None:
+        cost_per_ask = float(getattr(d, "cost_per_ask", 1.0))
+    if cost_per_error is None:
+        cost_per_error = float(getattr(d, "cost_per_error", 10.0))
     scored = d.scored
     succ = d.success[scored]
     n = int(scored.sum())
     k = int(np.nansum(succ))
-    nodes, predicted = node_stats(d)
+    cp = clean_prefix(d, np.flatnonzero(scored))
+    nodes, predicted = node_stats(d, cp)
     failed = scored & (d.success == 0)
-    fe = Counter(d.first_error_node[failed & (d.first_error_node != "")])
+    fe = Counter({d.nodes[c]: int(v) for c, v in enumerate(cp.erred_count) if v})
+    graded_error = np.zeros(len(d.ep_id), dtype=bool)
+    graded_error[cp.eps] = cp.first_error >= 0
     by_scenario = []
     for name in sorted(set(d.scenario)):
         m = d.scenario == name
@@ -205,11 +272,13 @@ def summarize(d: RunData, cost_per_ask: float = 1.0, cost_per_error: float = 10.
         end_reasons=dict(Counter(map(str, d.end_reason))), errors=int((~scored).sum()),
         success=Proportion.of(k, n), by_scenario=by_scenario, trials=trial_stats(d),
         nodes=nodes, first_error_nodes=dict(fe.most_common()),
-        failed_without_graded_error=int((failed & (d.first_error_node == "")).sum()),
+        failed_without_graded_error=int((failed & ~graded_error).sum()),
         user_fault_failures=int((failed & d.user_fault).sum()),
         predicted_success=predicted, observed_success=k / n if n else None,
+        recovered=int((scored & graded_error & (d.success == 1)).sum()),
         escalation=escalation_counts(d), latency=latency,
-        reliability=reliability(d, cost_per_ask, cost_per_error) if deep and n else None,
+        reliability=reliability(d, cost_per_ask, cost_per_error, cp=cp) if deep and n
+        else None,
         policies=policy_table(d),
         decisive_errors=_decisive(d),
     )

@@ -1,0 +1,513 @@
+"""Retail customer support: a tool API over a seeded store database, in the spirit of tau-bench.
+
+The world seeds background customers, orders and products from the episode seed and plants
+the task's own customer and orders. A written policy (`policy.py`, also shown to the agent)
+decides what the right resolution is; the world derives the expected final state and the facts
+the reply must state from it, so every decision can be judged against ground truth.
+"""
+
+from __future__ import annotations
+
+import copy
+import hashlib
+import json
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+from trialrun.registry import register
+from trialrun.sandbox.world import ToolError, Verdict, World, WorldStatus, tool
+from trialrun.sandbox.worlds.retail.policy import money, policy_text, resolution
+from trialrun.trajectory import Decision, Observation
+
+FIRST_NAMES = ["Ana", "Ben", "Chen", "Dara", "Eli", "Fatima", "Goran", "Hana", "Ivan", "Jia",
+               "Kofi", "Lena", "Mateo", "Nora", "Omar", "Priya", "Quinn", "Rosa", "Sami", "Tara"]
+LAST_NAMES = ["Ruiz", "Okafor", "Nakamura", "Schmidt", "Kowalski", "Haddad", "Silva", "Novak",
+              "Larsen", "Moreau", "Patel", "Ivanova", "Kim", "Osei", "Rossi"]
+CATALOG = [
+    ("P100", "blue running shoes", 89.90), ("P101", "red running shoes", 89.90),
+    ("P102", "trail shoes", 119.00), ("P110", "rain jacket", 149.00),
+    ("P111", "wool sweater", 79.50), ("P112", "linen shirt", 45.00),
+    ("P120", "steel water bottle", 24.90), ("P121", "yoga mat", 35.00),
+    ("P122", "backpack 20L", 64.00), ("P123", "backpack 30L", 64.00),
+    ("P130", "desk lamp", 39.99), ("P131", "headphones", 129.00),
+]
+CATALOG_SKUS = [c[0] for c in CATALOG]
+
+
+# --- what a scenario may say: the `world:` options and each task's fields -------------------
+class RetailOptions(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    customers: int = Field(12, ge=0, le=10_000, description="background customers")
+    orders_per_customer: int = Field(2, ge=0, le=50)
+    refund_window_days: int = Field(30, ge=0)
+    exchange_window_days: int = Field(45, ge=0)
+
+
+class PlantedCustomer(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    name: str
+    email: str
+    zip: str
+
+
+class PlantedItem(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    sku: str
+    qty: int = Field(1, ge=1)
+
+    @field_validator("sku")
+    @classmethod
+    def _known(cls, v: str) -> str:
+        if v not in CATALOG_SKUS:
+            raise ValueError(f"unknown product {v!r}; the catalog has {', '.join(CATALOG_SKUS)}")
+        return v
+
+
+class PlantedOrder(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    id: str
+    items: list[PlantedItem]
+    status: Literal["pending", "processing", "delivered", "cancelled", "refunded"]
+    days_since_delivery: int | None = Field(None, description="for delivered orders")
+
+
+class Request(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    type: Literal["refund", "cancel", "exchange", "status"]
+    order_id: str | None = Field(None, description="null when the customer does not say")
+    mentions: str = Field("", description="how the customer refers to the item")
+    new_sku: str | None = Field(None, description="exchange: the product wanted instead")
+    reason: str = ""
+
+
+class RetailTask(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    customer: PlantedCustomer
+    orders: list[PlantedOrder] = Field(min_length=1)
+    request: Request
+
+
+@register("world", "retail")
+class RetailWorld(World):
+    # What outcome() returns: `trialrun validate` checks outcome expressions against it.
+    outcome_keys = frozenset({"expected_facts", "expected_state", "messages", "reason", "score",
+        "state", "success"})
+    Options = RetailOptions
+    Task = RetailTask
+    options: RetailOptions
+    spec: RetailTask
+
+    def __init__(self, options: RetailOptions | dict[str, Any] | None, task: dict[str, Any],
+                 seed: int) -> None:
+        super().__init__(options, task, seed)
+        self.ambiguous = bool(task.get("ambiguous"))
+        self.products = {sku: {"sku": sku, "name": n, "price": p, "in_stock": True}
+                         for sku, n, p in CATALOG}
+
+    # --- set-up ----------------------------------------------------------------------
+    def reset(self) -> Observation:
+        rng = self.rng
+        self.customers: dict[str, dict[str, Any]] = {}
+        self.orders: dict[str, dict[str, Any]] = {}
+        skus = [c[0] for c in CATALOG]
+        n_order = 5000
+        for i in range(self.options.customers):
+            cid = f"C{1000 + i}"
+            first, last = rng.choice(FIRST_NAMES), rng.choice(LAST_NAMES)
+            self.customers[cid] = {
+                "id": cid, "name": f"{first} {last}",
+                "email": f"{first.lower()}.{last.lower()}{i}@example.com",
+                "zip": f"{rng.randint(10000, 99999)}", "orders": [],
+            }
+            for _ in range(self.options.orders_per_customer):
+                n_order += 1
+                self._add_order(cid, f"O{n_order}", [{"sku": rng.choice(skus), "qty": 1}],
+                                rng.choice(["pending", "processing", "delivered", "delivered"]),
+                                rng.randint(1, 90))
+        sc = self.spec.customer
+        me = "C0001"
+        self.customers[me] = {"id": me, "name": sc.name, "email": sc.email, "zip": sc.zip,
+                              "orders": []}
+        for o in self.spec.orders:
+            self._add_order(me, o.id, [i.model_dump() for i in o.items], o.status,
+                            o.days_since_delivery)
+        # One seeded extra order, so that looking up the wrong order is always possible.
+        extra = f"O{n_order + 1}"
+        self._add_order(me, extra, [{"sku": rng.choice(skus), "qty": 1}], "delivered",
+                        rng.randint(60, 120))
+        self.customer_id = me
+        self.verified: str | None = None
+        self.clarified = not self.ambiguous
+        self.messages: list[str] = []
+        self.initial_orders = _copy_orders(self.orders)
+        self.touched: set[str] = set()  # orders changed since reset: all a digest must cover
+        self.expected = self._expected_resolution()
+        return Observation(text=self._opening_line(), data={
+            "policy": self.policy_text(), "customer_message": self._opening_line(),
+            "request": self.spec.request.model_dump(),
+            "customer": {"email": sc.email, "name": sc.name, "zip": sc.zip},
+        })
+
+    def _add_order(self, cid: str, oid: str, items: list[dict[str, Any]], status: str,
+                   days: int | None) -> None:
+        lines = []
+        for it in items:
+            p = self.products.get(it["sku"])
+            if p is None:
+                raise ValueError(f"order {oid}: unknown product sku {it['sku']!r}; known: "
+                                 f"{', '.join(self.products)}")
+            lines.append({"sku": p["sku"], "name": p["name"], "price": p["price"],
+                          "qty": it.get("qty", 1)})
+        total = round(sum(x["price"] * x["qty"] for x in lines), 2)
+        self.orders[oid] = {"id": oid, "customer_id": cid, "items": lines, "total": total,
+                            "status": status,
+                            "days_since_delivery": days if status == "delivered" else None,
+                            "refunded": 0.0}
+        self.customers[cid]["orders"].append(oid)
+
+    def policy_text(self) -> str:
+        return policy_text(self.options.refund_window_days, self.options.exchange_window_days)
+
+    def _opening_line(self) -> str:
+        r, c = self.spec.request, self.spec.customer
+        what = f"order {r.order_id}" if r.order_id else f"the {r.mentions or 'item'} I bought"
+        verbs = {"refund": f"I'd like a refund for {what}",
+                 "cancel": f"please cancel {what}",
+                 "exchange": f"I want to exchange {what}",
+                 "status": f"where is {what}?"}
+        reason = f" {r.reason}." if r.reason else ""
+        return f"Hi, this is {c.name} ({c.email}). {verbs[r.type]}.{reason}"
+
+    # --- the policy, as ground truth ---------------------------------------------------
+    def _target_order(self) -> str:
+        r = self.spec.request
+        if r.order_id:
+            return r.order_id
+        mine = [o for o in self.spec.orders if any(r.mentions and r.mentions in
+                                                    self.products[i.sku]["name"] for i in o.items)]
+        # Ambiguous tasks list the intended order first; the human supervisor knows it.
+        return (mine or self.spec.orders)[0].id
+
+    def _expected_resolution(self) -> dict[str, Any]:
+        oid = self._target_order()
+        action, facts = resolution(self.spec.request, self.orders[oid], self.products,
+                                   self.options.refund_window_days,
+                                   self.options.exchange_window_days)
+        expected_orders = _copy_orders(self.initial_orders)
+        if action:
+            self._apply(expected_orders, action["tool"], action["args"])
+        return {"order_id": oid, "action": action, "facts": facts, "orders": expected_orders}
+
+    # --- tools -----------------------------------------------------------------------
+    @tool(seconds=20)
+    def find_customer(self, email: str | None = None, name: str | None = None,
+                      zip: str | None = None) -> dict[str, Any]:
+        """Find a customer and verify their identity, by email or by name and zip code.
+        Orders can be read or changed only for the customer verified last.
+
+        Args:
+            email: the customer's email address, exactly as they gave it
+            name: the customer's full name (together with zip)
+            zip: the customer's zip code (together with name)
+        """
+        for c in self.customers.values():
+            if (email and c["email"] == email) or (name and zip and c["name"] == name
+                                                   and c["zip"] == zip):
+                self.verified = c["id"]
+                return {"customer_id": c["id"], "name": c["name"]}
+        raise ToolError("no customer matches; check the email, or give name and zip")
+
+    @tool(seconds=10)
+    def list_orders(self, customer_id: str) -> list[dict[str, Any]]:
+        """List a verified customer's orders: id, status and the names of the items.
+
+        Args:
+            customer_id: the id find_customer returned
+        """
+        if self.verified != customer_id:
+            raise ToolError("policy: verify the customer's identity first (find_customer)")
+        return [{"order_id": oid, "status": self.orders[oid]["status"],
+                 "items": [i["name"] for i in self.orders[oid]["items"]]}
+                for oid in self.customers[customer_id]["orders"]]
+
+    @tool(seconds=10)
+    def get_order(self, order_id: str) -> dict[str, Any]:
+        """Read one order of the verified customer: items with SKU and price, total, amount
+        already refunded, status and days since delivery.
+
+        Args:
+            order_id: the order's id, e.g. "O-1201"
+        """
+        return copy.deepcopy(self._verified_order(order_id))
+
+    @tool(seconds=15)
+    def search_products(self, query: str) -> list[dict[str, Any]]:
+        """Search the catalog by product name: SKU, name, price and stock of each match.
+
+        Args:
+            query: part of a product name, e.g. "backpack"; an empty string lists the catalog
+        """
+        q = query.lower()
+        return [p for p in self.products.values() if q in p["name"]]
+
+    @tool(seconds=60, irreversible=True)
+    def refund(self, order_id: str, amount: float) -> dict[str, Any]:
+        """Refund money on a delivered order of the verified customer. Cannot be undone.
+
+        Args:
+            order_id: the order to refund
+            amount: the amount to refund, in dollars; at most what is not yet refunded of the
+                order's total
+        """
+        o = self._verified_order(order_id)
+        if o["status"] != "delivered":
+            raise ToolError(f"order {order_id} is {o['status']}: only delivered orders can be "
+                            "refunded")
+        if not 0 < float(amount) <= o["total"] - o["refunded"] + 1e-9:
+            raise ToolError(f"amount must be between 0 and {money(o['total'] - o['refunded'])}")
+        self._apply(self.orders, "refund", {"order_id": order_id, "amount": amount})
+        return {"order_id": order_id, "refunded": round(float(amount), 2)}
+
+    @tool(seconds=45, irreversible=True)
+    def cancel(self, order_id: str) -> dict[str, Any]:
+        """Cancel a pending or processing order of the verified customer. Cannot be undone.
+
+        Args:
+            order_id: the order to cancel
+        """
+        o = self._verified_order(order_id)
+        if o["status"] not in ("pending", "processing"):
+            raise ToolError(f"order {order_id} is {o['status']} and cannot be cancelled")
+        self._apply(self.orders, "cancel", {"order_id": order_id})
+        return {"order_id": order_id, "status": "cancelled"}
+
+    @tool(seconds=90, irreversible=True)
+    def exchange(self, order_id: str, sku: str, new_sku: str) -> dict[str, Any]:
+        """Exchange one item of a delivered order of the verified customer for another
+        product. Cannot be undone.
+
+        Args:
+            order_id: the order the item belongs to
+            sku: the SKU of the item in the order to send back
+            new_sku: the SKU of the catalog product to send instead
+        """
+        o = self._verified_order(order_id)
+        if not any(i["sku"] == sku for i in o["items"]):
+            raise ToolError(f"order {order_id} has no item {sku!r}")
+        if new_sku not in self.products:
+            raise ToolError(f"no product {new_sku!r}")
+        if o["status"] != "delivered":
+            raise ToolError(f"order {order_id} is {o['status']}: only delivered orders can be "
+                            "exchanged")
+        self._apply(self.orders, "exchange", {"order_id": order_id, "sku": sku,
+                                              "new_sku": new_sku})
+        return {"order_id": order_id, "exchanged": sku, "for": new_sku}
+
+    @tool(seconds=30)
+    def reply(self, message: str) -> dict[str, Any]:
+        """Send a message to the customer.
+
+        Args:
+            message: the text the customer reads
+        """
+        self.messages.append(str(message))
+        return {"sent": True}
+
+    def _verified_order(self, order_id: str) -> dict[str, Any]:
+        if self.verified is None:
+            raise ToolError("policy: verify the customer's identity first (find_customer)")
+        o = self.orders.get(order_id)
+        if o is None:
+            raise ToolError(f"no order {order_id!r}")
+        if o["customer_id"] != self.verified:
+            raise ToolError(f"order {order_id} does not belong to the verified customer")
+        return o
+
+    def _apply(self, orders: dict[str, Any], tool: str, args: dict[str, Any]) -> None:
+        """The effect of an irreversible action on an orders table: the live one, or the copy
+        the expected final state is built on."""
+        if orders is self.orders:
+            self.touched.add(args["order_id"])
+        o = orders[args["order_id"]]
+        if tool == "refund":
+            o["refunded"] = round(o["refunded"] + float(args["amount"]), 2)
+            o["status"] = "refunded" if o["refunded"] >= o["total"] - 1e-9 else o["status"]
+        elif tool == "cancel":
+            o["status"] = "cancelled"
+        elif tool == "exchange":
+            new = self.products[args["new_sku"]]
+            for it in o["items"]:
+                if it["sku"] == args["sku"]:
+                    it.update(sku=new["sku"], name=new["name"], price=new["price"])
+                    break
+            o["status"] = "exchange_requested"
+
+    def on_message(self, text: str) -> Observation:
+        self.messages.append(text)
+        return Observation()
+
+    def human_answer(self, question: str) -> str:
+        """A supervisor who knows the customer's intent resolves the ambiguity."""
+        self.clarified = True
+        oid = self.expected["order_id"]
+        return f"The customer means order {oid}."
+
+    # --- ground truth ----------------------------------------------------------------
+    def judge(self, d: Decision) -> Verdict:
+        exp = self.expected
+        if d.kind == "ask_human":
+            need = not self.clarified
+            return Verdict(correct=True, help_needed=need,
+                           reason="ambiguous request: asking is right" if need
+                           else "nothing was ambiguous")
+        if d.kind == "finish":
+            ok = bool(self.messages)
+            return Verdict(correct=ok, reason="replied before finishing" if ok
+                           else "finished without replying to the customer")
+        if d.kind == "message":
+            return Verdict(correct=True, reason="message")
+        tool, args = d.tool, d.args
+        unclarified = not self.clarified
+        if tool == "find_customer":
+            c = self.customers[self.customer_id]
+            ok = args.get("email") == c["email"] or (args.get("name") == c["name"]
+                                                     and args.get("zip") == c["zip"])
+            return Verdict(correct=ok, reason="right customer" if ok else "wrong identity")
+        if tool in ("list_orders", "search_products"):
+            ok = tool != "list_orders" or args.get("customer_id") == self.customer_id
+            return Verdict(correct=ok, reason="read-only lookup")
+        if tool == "get_order":
+            if unclarified:
+                return Verdict(correct=False, help_needed=True,
+                               reason="guessed one of several matching orders instead of asking")
+            ok = args.get("order_id") == exp["order_id"]
+            return Verdict(correct=ok, reason="the order in question" if ok
+                           else f"looked up {args.get('order_id')}, the customer means "
+                           f"{exp['order_id']}")
+        if tool in IRREVERSIBLE:
+            if unclarified:
+                return Verdict(correct=False, help_needed=True,
+                               reason="acted on an ambiguous request without asking")
+            want = exp["action"]
+            if want is None:
+                return Verdict(correct=False, help_needed=True,
+                               reason=f"policy forbids {tool} here: {', '.join(exp['facts'])}")
+            ok = tool == want["tool"] and all(
+                _same(args.get(k), v) for k, v in want["args"].items())
+            return Verdict(correct=ok, help_needed=not ok,
+                           reason="as policy requires" if ok else f"expected {want['tool']}"
+                           f"({want['args']}), got {tool}({args})")
+        if tool == "reply":
+            text = str(args.get("message", "")).lower()
+            missing = [f for f in exp["facts"] if f.lower() not in text]
+            if self.actions_pending():
+                return Verdict(correct=False, reason="replied before resolving the request")
+            return Verdict(correct=not missing, reason="states the outcome" if not missing
+                           else f"reply misses {missing}")
+        return Verdict(correct=False, reason=f"unknown tool {tool!r}")
+
+    def reference_decision(self, decision: Decision) -> Decision | None:
+        """What a careful agent following the policy would do instead of `decision`."""
+        exp, node = self.expected, decision.node
+        c = self.customers[self.customer_id]
+
+        def call(tool: str, **args: Any) -> Decision:
+            return Decision(kind="tool_call", node=node, tool=tool, args=args)
+
+        tool = decision.tool
+        if decision.kind == "finish" and not self.messages:
+            return self._reference_reply(node)
+        if decision.kind != "tool_call":
+            return None
+        if tool == "find_customer":
+            return call("find_customer", email=c["email"])
+        if tool == "list_orders":
+            return call("list_orders", customer_id=self.customer_id)
+        if not self.clarified and (tool == "get_order" or tool in IRREVERSIBLE):
+            return Decision(kind="ask_human", node=node, text="Which order does the customer "
+                            "mean?")
+        if tool == "get_order":
+            return call("get_order", order_id=exp["order_id"])
+        if tool in IRREVERSIBLE:
+            want = exp["action"]
+            if want is None:  # the policy calls for no action: tell the customer why instead
+                return self._reference_reply(node)
+            return call(want["tool"], **want["args"])
+        if tool == "reply":
+            return self._reference_reply(node)
+        return None
+
+    def _reference_reply(self, node: str) -> Decision:
+        text = "Update on your request: " + ", ".join(self.expected["facts"]) + "."
+        return Decision(kind="tool_call", node=node, tool="reply", args={"message": text})
+
+    def actions_pending(self) -> bool:
+        want = self.expected["action"]
+        if want is None:
+            return False
+        return self.orders[want["args"]["order_id"]] == self.initial_orders[
+            want["args"]["order_id"]]
+
+    def status(self) -> WorldStatus:
+        return WorldStatus()
+
+    def outcome(self) -> dict[str, Any]:
+        exp = self.expected
+        state_ok = self.orders == exp["orders"]
+        said = " ".join(self.messages).lower()
+        missing = [f for f in exp["facts"] if f.lower() not in said]
+        success = state_ok and not missing
+        reason = "resolved per policy" if success else "; ".join(
+            x for x in ["orders differ from the policy's outcome" if not state_ok else "",
+                        f"reply misses {missing}" if missing else ""] if x)
+        return {"state": {"orders": self.orders}, "expected_state": {"orders": exp["orders"]},
+                "messages": self.messages, "success": success, "reason": reason,
+                "score": float(success), "expected_facts": exp["facts"]}
+
+    # --- state -----------------------------------------------------------------------
+    def state(self) -> dict[str, Any]:
+        return {"orders": self.orders, "messages": self.messages, "verified": self.verified,
+                "clarified": self.clarified}
+
+    def digest(self) -> str:
+        # Untouched orders are a function of the seed and the task, so hashing the seed and
+        # the touched orders identifies the state as exactly as hashing everything, at a
+        # fraction of the cost (the loop digests after every step).
+        blob = json.dumps([self.seed, {k: self.orders[k] for k in sorted(self.touched)},
+                           self.messages, self.verified, self.clarified],
+                          separators=(",", ":"))
+        return hashlib.blake2b(blob.encode(), digest_size=8).hexdigest()
+
+    def load_state(self, state: dict[str, Any]) -> None:
+        self.orders = copy.deepcopy(state["orders"])
+        self.touched = {k for k, o in self.orders.items() if o != self.initial_orders.get(k)}
+        self.messages = list(state["messages"])
+        self.verified = state["verified"]
+        self.clarified = state["clarified"]
+
+
+# The tools that change orders for good, as the class declares them (refund, cancel, exchange).
+IRREVERSIBLE = frozenset(name for name, t in RetailWorld.declared_tools.items()
+                         if t.spec.irreversible)
+
+
+def _copy_orders(orders: dict[str, Any]) -> dict[str, Any]:
+    """Copy of the orders table (flat dicts with one list of flat items): deepcopy is 10x
+    slower and this runs on every reset."""
+    return {k: {**o, "items": [dict(i) for i in o["items"]]} for k, o in orders.items()}
+
+
+def _same(a: Any, b: Any) -> bool:
+    if isinstance(b, float) or isinstance(a, float):
+        try:
+            return abs(float(a) - float(b)) < 0.005
+        except (TypeError, ValueError):
+            return False
+    return a == b

@@ -1,0 +1,33 @@
+"""One exception hierarchy. The CLI turns each into a one-line message in one place.
+
+    TrialrunError
+    ├── PluginNotFound      a name in YAML or on the command line that resolves to nothing
+    ├── InvalidScenario     a scenario file with problems (see scenarios.loader.ScenarioError)
+    ├── NotFound            a run or episode id that is not in the store
+    └── InfraError          a fault of the harness, a model or a container: retried, never scored
+"""
+
+from __future__ import annotations
+
+
+class TrialrunError(Exception):
+    """Base of every error trialrun raises on purpose."""
+
+
+class PluginNotFound(TrialrunError, LookupError):
+    """A plugin name that resolves to nothing; the message names what is known."""
+
+
+class InvalidScenario(TrialrunError):
+    """A scenario that does not validate."""
+
+
+class NotFound(TrialrunError, KeyError):
+    """A run or episode that is not in the store."""
+
+    def __str__(self) -> str:  # KeyError would quote the message
+        return str(self.args[0]) if self.args else ""
+
+
+class InfraError(TrialrunError):
+    """A fault of the harness, a model or a container: retried, recorded, never scored."""

@@ -1,0 +1,104 @@
+"""Executors run a plan's episodes: where and how many at once, nothing else.
+
+An executor takes the keys still to run and hands each result to `on_result` as it ends; it
+never decides what to run (the plan does), never writes the store (the runner does, in the
+callback) and never computes statistics. `LocalExecutor` runs episodes on this machine's
+event loop with bounded concurrency; a cluster executor plugs in here through the registry
+(`@register("executor", name)`) without touching the loop or the store.
+
+Infrastructure faults (a model API that fails, a container that will not start, a harness
+bug) are retried with exponential backoff; if they persist the episode comes back as an
+`error` episode: recorded, never scored, and run again by `--resume`.
+"""
+
+from __future__ import annotations
+
+import traceback
+from collections.abc import Awaitable, Callable, Iterable
+from typing import Any, ClassVar
+
+import anyio
+from pydantic import BaseModel, ConfigDict, Field
+
+from trialrun.episode import run_episode
+from trialrun.errors import InfraError
+from trialrun.plan import RunPlan, ScenarioPlan
+from trialrun.registry import register
+from trialrun.sandbox.backend import SandboxFault, SandboxUnavailable, sandbox_labels
+from trialrun.trajectory import EndReason, EpisodeKey, EpisodeResult
+
+OnResult = Callable[[EpisodeResult], Awaitable[None] | None]
+
+
+class ExecutorOptions(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    concurrency: int = Field(8, ge=1, description="episodes in flight at once")
+    max_attempts: int = Field(3, ge=1, description="tries per episode on infrastructure faults")
+    retry_backoff_s: float = Field(0.5, ge=0, description="first retry delay; doubles")
+
+
+class Executor:
+    """Base class: `run` every key of `todo` (keys of `plan`), calling `on_result` once per
+    key with its result, infrastructure errors included."""
+
+    name: ClassVar[str] = ""
+    Options: ClassVar[type[ExecutorOptions]] = ExecutorOptions
+
+    def __init__(self, options: ExecutorOptions | dict[str, Any] | None = None) -> None:
+        if not isinstance(options, self.Options):
+            options = self.Options.model_validate(options or {})
+        self.options: Any = options
+
+    async def run(self, plan: RunPlan, todo: Iterable[EpisodeKey], run_id: str,
+                  on_result: OnResult) -> None:
+        raise NotImplementedError
+
+
+@register("executor", "local")
+class LocalExecutor(Executor):
+    """Episodes on this process's event loop. A fixed pool of `concurrency` workers pulls
+    keys from the plan's iterator, so memory grows with the concurrency, not the plan."""
+
+    async def run(self, plan: RunPlan, todo: Iterable[EpisodeKey], run_id: str,
+                  on_result: OnResult) -> None:
+        keys = iter(todo)
+
+        async def worker() -> None:
+            for key in keys:  # one shared iterator: each key goes to exactly one worker
+                # Containers are labelled with the run and episode (prune and ls read the
+                # labels); the context variable reaches worker threads that start them.
+                sandbox_labels.set({"run": run_id, "episode": str(key)})
+                result = await run_with_retries(plan.scenarios[key.scenario], key,
+                                                self.options)
+                out = on_result(result)
+                if out is not None:
+                    await out
+
+        async with anyio.create_task_group() as tg:
+            for _ in range(self.options.concurrency):
+                tg.start_soon(worker)
+
+
+async def run_with_retries(plan: ScenarioPlan, key: EpisodeKey,
+                           opts: ExecutorOptions) -> EpisodeResult:
+    """One episode; infrastructure faults retried, then returned as an `error` episode."""
+    last = ""
+    attempt = 0
+    for attempt in range(1, opts.max_attempts + 1):
+        try:
+            result = await run_episode(plan, key)
+            result.attempts = attempt
+            return result
+        except SandboxUnavailable as e:  # no engine or no image: retrying will not help
+            last = f"sandbox unavailable: {e}"
+            break
+        except (InfraError, SandboxFault) as e:
+            last = f"{e}"
+        except Exception as e:  # noqa: BLE001 - a harness bug must not kill the whole run
+            last = f"harness: {type(e).__name__}: {e}\n{traceback.format_exc(limit=6)}"
+        if attempt < opts.max_attempts:
+            await anyio.sleep(opts.retry_backoff_s * 2 ** (attempt - 1))
+    return EpisodeResult(key=key, agent=plan.scenario.agent.label, end_reason=EndReason.error,
+                         success=None, error=last, attempts=attempt, policy=plan.policy_label,
+                         end_note="infrastructure error")

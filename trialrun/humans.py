@@ -1,0 +1,139 @@
+"""The humans who answer approve/deny at checkpoints.
+
+A human is a plugin (`@register("human", name)`) with its options as `Options`. `review` is
+async, so a real reviewer who answers minutes later is awaited without blocking the loop.
+Built in: simulated (recall, false-deny rate, seconds and cost per review, fatigue), scripted
+(answers in order, for tests), oracle (denies exactly the wrong decisions), and recorded
+(plays back an episode's answers, for exact replay and forks).
+"""
+
+from __future__ import annotations
+
+import random
+from typing import Any, ClassVar, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from trialrun.registry import register
+from trialrun.trajectory import Decision
+
+
+class HumanAnswer(BaseModel):
+    approved: bool
+    seconds: float
+    cost: float
+    reviewer: str
+
+
+class HumanOptions(BaseModel):
+    """What every human has: the time and money a review costs."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    seconds_per_review: float = Field(30.0, ge=0, description="simulated seconds per review "
+                                      "or ask_human answer")
+    cost_per_review: float = Field(0.0, ge=0, description="money per review")
+
+
+class Human:
+    """Base class: answers approve/deny for one decision. `correct` is the world's verdict on
+    the decision (None: unknown); simulated humans use it, real ones never see it."""
+
+    name: ClassVar[str] = ""
+    Options: ClassVar[type[HumanOptions]] = HumanOptions
+
+    def __init__(self, options: HumanOptions | dict[str, Any] | None = None,
+                 rng: random.Random | None = None) -> None:
+        if not isinstance(options, self.Options):
+            options = self.Options.model_validate(options or {})
+        self.options: Any = options
+        self.rng = rng or random.Random(0)
+
+    async def review(self, decision: Decision, correct: bool | None) -> HumanAnswer:
+        raise NotImplementedError
+
+    def _answer(self, approved: bool) -> HumanAnswer:
+        return HumanAnswer(approved=approved, seconds=self.options.seconds_per_review,
+                           cost=self.options.cost_per_review, reviewer=self.name)
+
+
+class SimulatedOptions(HumanOptions):
+    recall: float = Field(0.9, ge=0, le=1, description="P(deny | decision wrong)")
+    false_deny_rate: float = Field(0.05, ge=0, le=1, description="P(deny | decision right)")
+    fatigue: float = Field(
+        0.0, ge=0, le=1, description="recall lost per consecutive review (multiplicative)")
+
+    @property
+    def specificity(self) -> float:
+        return 1.0 - self.false_deny_rate
+
+
+@register("human", "simulated")
+class SimulatedHuman(Human):
+    """Catches a wrong decision with probability `recall` (falling with fatigue over
+    consecutive reviews) and wrongly denies a right one with `false_deny_rate`."""
+
+    Options = SimulatedOptions
+
+    def __init__(self, options: SimulatedOptions | dict[str, Any] | None = None,
+                 rng: random.Random | None = None) -> None:
+        super().__init__(options, rng)
+        self.consecutive = 0
+
+    async def review(self, decision: Decision, correct: bool | None) -> HumanAnswer:
+        return self.review_now(correct)
+
+    def review_now(self, correct: bool | None) -> HumanAnswer:
+        o = self.options
+        recall = o.recall * (1.0 - o.fatigue) ** self.consecutive
+        self.consecutive += 1
+        u = self.rng.random()  # always drawn, so the RNG stream does not depend on truth
+        if correct is False:
+            return self._answer(approved=u >= recall)
+        return self._answer(approved=u >= o.false_deny_rate)
+
+
+class ScriptedOptions(HumanOptions):
+    answers: list[Literal["approve", "deny"]] = Field(
+        default_factory=list, description="answers in order; approve once they run out")
+
+
+@register("human", "scripted")
+class ScriptedHuman(Human):
+    Options = ScriptedOptions
+
+    def __init__(self, options: ScriptedOptions | dict[str, Any] | None = None,
+                 rng: random.Random | None = None) -> None:
+        super().__init__(options, rng)
+        self.answers = list(self.options.answers)
+
+    async def review(self, decision: Decision, correct: bool | None) -> HumanAnswer:
+        answer = self.answers.pop(0) if self.answers else "approve"
+        return self._answer(answer == "approve")
+
+
+@register("human", "oracle")
+class OracleHuman(Human):
+    """Denies exactly the wrong decisions: the upper bound a checkpoint can buy."""
+
+    async def review(self, decision: Decision, correct: bool | None) -> HumanAnswer:
+        return self._answer(correct is not False)
+
+
+class RecordedHuman(Human):
+    """Plays back recorded answers in order (exact replay), then hands over to `then` (a
+    fork goes on with a live human past the recording)."""
+
+    name = "recorded"
+
+    def __init__(self, answers: list[HumanAnswer], then: Human | None = None) -> None:
+        super().__init__()
+        self.answers = list(answers)
+        self.then = then
+
+    async def review(self, decision: Decision, correct: bool | None) -> HumanAnswer:
+        if self.answers:
+            return self.answers.pop(0)
+        if self.then is None:
+            raise RuntimeError("replay diverged: more reviews than the recording holds")
+        return await self.then.review(decision, correct)

@@ -1,0 +1,161 @@
+"""The run plan: what to run, decided once.
+
+`RunPlan.build` applies the command line's overrides once, builds each scenario's graders once
+(the loader has already looked up every plugin class and validated its options), and
+enumerates the episodes lazily: scenario × task × seed × trial. Executors run a plan; they
+never decide what to run.
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+from trialrun.agents.base import Agent
+from trialrun.checkpoints import CheckpointPolicy
+from trialrun.graders.base import Grader
+from trialrun.humans import Human
+from trialrun.registry import resolve
+from trialrun.sandbox.world import World
+from trialrun.scenarios.loader import LoadedScenario
+from trialrun.scenarios.schema import Scenario
+from trialrun.trajectory import EpisodeKey
+
+
+def stable_rng(*parts: object) -> random.Random:
+    # str seeds hash with SHA-512 in random.Random: stable across processes and platforms.
+    return random.Random(":".join(map(str, parts)))
+
+
+@dataclass
+class ScenarioPlan:
+    """What every episode of one scenario shares, built once: graders, classes, tasks."""
+
+    loaded: LoadedScenario
+    node_graders: dict[str, list[Grader]]
+    outcome_graders: list[Grader]
+    world_grader: Grader
+    tasks: dict[str, dict[str, Any]]
+    irreversible_nodes: frozenset[str]
+    reversible_nodes: frozenset[str]  # nodes the scenario marks `irreversible: false`
+    policy_label: str
+
+    @classmethod
+    def build(cls, loaded: LoadedScenario) -> ScenarioPlan:
+        sc = loaded.scenario
+
+        def grader(spec) -> Grader:
+            klass = resolve("grader", spec.type)
+            return klass(klass.Options.model_validate(spec.options), spec.name)
+
+        world_grader = grader_of("world")
+        outcome = [grader(g) for g in sc.graders]
+        return cls(
+            loaded=loaded,
+            node_graders={node: [grader(g) for g in spec.graders]
+                          for node, spec in sc.nodes.items()},
+            outcome_graders=outcome or [world_grader], world_grader=world_grader,
+            tasks={t["id"]: t for t in loaded.tasks},
+            irreversible_nodes=frozenset(n for n, s in sc.nodes.items() if s.irreversible),
+            reversible_nodes=frozenset(n for n, s in sc.nodes.items()
+                                       if s.irreversible is False),
+            policy_label=loaded.policy_cls.label(loaded.policy_options))
+
+    @property
+    def scenario(self) -> Scenario:
+        return self.loaded.scenario
+
+    @property
+    def world_cls(self) -> type[World]:
+        return self.loaded.world_cls
+
+    @property
+    def agent_cls(self) -> type[Agent]:
+        return self.loaded.agent_cls
+
+    def new_world(self, key: EpisodeKey) -> World:
+        return self.loaded.world_cls(self.loaded.world_options, self.tasks[key.task], key.seed)
+
+    def new_agent(self) -> Agent:
+        return self.loaded.agent_cls(self.loaded.agent_options)
+
+    def new_human(self, key: EpisodeKey, salt: str = "human") -> Human:
+        return self.loaded.human_cls(self.loaded.human_options,
+                                     stable_rng(salt, key.seed, key.trial))
+
+    def new_policy(self) -> CheckpointPolicy:
+        return self.loaded.policy_cls(self.loaded.policy_options)
+
+    def keys(self) -> Iterator[EpisodeKey]:
+        sc = self.scenario
+        for task in self.loaded.tasks:
+            for seed in sc.seed_list:
+                for trial in range(sc.trials):
+                    yield EpisodeKey(scenario=sc.name, task=task["id"], seed=seed, trial=trial)
+
+    @property
+    def planned(self) -> int:
+        sc = self.scenario
+        return len(self.loaded.tasks) * len(sc.seed_list) * sc.trials
+
+
+def grader_of(name: str, options: dict[str, Any] | None = None) -> Grader:
+    klass = resolve("grader", name)
+    return klass(klass.Options.model_validate(options or {}))
+
+
+@dataclass
+class RunPlan:
+    """Every episode of a run, in a fixed order, and the overrides that shaped it (stored
+    with the run, so that a resume plans exactly the same episodes)."""
+
+    scenarios: dict[str, ScenarioPlan]
+    overrides: dict[str, Any] = field(default_factory=dict)
+    limit: int | None = None
+
+    @classmethod
+    def build(cls, loaded: list[LoadedScenario], overrides: dict[str, Any] | None = None,
+              limit: int | None = None) -> RunPlan:
+        overrides = {k: v for k, v in (overrides or {}).items() if v}
+        return cls({ls.name: ScenarioPlan.build(apply_overrides(ls, overrides))
+                    for ls in loaded}, overrides, limit)
+
+    def keys(self) -> Iterator[EpisodeKey]:
+        n = 0
+        for plan in self.scenarios.values():
+            for key in plan.keys():
+                if self.limit is not None and n >= self.limit:
+                    return
+                n += 1
+                yield key
+
+    @property
+    def planned(self) -> int:
+        total = sum(p.planned for p in self.scenarios.values())
+        return total if self.limit is None else min(total, self.limit)
+
+    def sources(self) -> dict[str, str]:
+        return {name: p.loaded.source for name, p in self.scenarios.items()}
+
+
+def apply_overrides(ls: LoadedScenario, overrides: dict[str, Any]) -> LoadedScenario:
+    """`--trials`, `--seeds` and `--sandbox` on top of a loaded scenario, in place."""
+    sc = ls.scenario
+    backend = overrides.get("sandbox")
+    if backend and ls.world_cls.uses_sandbox:
+        current = sc.world.sandbox
+        spec: dict | str = backend
+        if isinstance(current, dict):
+            # image, dockerfile and pool mean nothing to the local backend
+            keep = {k: v for k, v in current.items()
+                    if backend == "docker" or k not in ("image", "dockerfile", "pool")}
+            spec = {**keep, "backend": backend}
+        sc = sc.model_copy(update={"world": sc.world.model_copy(update={"sandbox": spec})})
+        ls.world_options = ls.world_cls.Options.model_validate(sc.world.options)
+    counts = {k: overrides[k] for k in ("trials", "seeds") if k in overrides}
+    if counts:
+        sc = sc.model_copy(update=counts)
+    ls.scenario = sc
+    return ls
