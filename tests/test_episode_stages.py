@@ -182,3 +182,30 @@ def test_humans_and_graders_are_awaited_without_blocking_other_episodes(store):
     assert SlowHuman.most > 1  # reviews of several episodes were pending at once
     slow = [g for r in run.results for st in r.steps for g in st.grades if g.grader == "slow"]
     assert len(slow) == 18 and all(g.passed for g in slow)
+
+
+class Shouter(Agent):
+    """Says things that look like terminal markup, then finishes with more of it."""
+
+    async def decide(self, obs: Observation) -> Decision:
+        if getattr(self, "said", False):
+            return Decision(kind="finish", node="finish", text="done [/bold] :thumbs_up:")
+        self.said = True
+        return Decision(kind="message", node="[red]reply[/red]", text="[bold]hi[/] :100:")
+
+
+def test_what_agents_write_is_shown_as_plain_text_never_as_markup(store):
+    from rich.console import Console
+
+    from trialrun.analysis.data import load_run
+    from trialrun.analysis.summary import summarize
+    from trialrun.report import render_episode, render_summary
+
+    run = run_source(store, lamp(agent="Shouter"))
+    console = Console(record=True, width=200)
+    (e,) = store.episodes(run.run_id)
+    render_episode(store.load_episode(e.id), console)
+    render_summary(summarize(load_run(store, run.run_id)), console)
+    out = console.export_text()
+    for raw in ("[bold]hi[/] :100:", "done [/bold] :thumbs_up:", "[red]reply[/red]"):
+        assert raw in out

@@ -156,3 +156,13 @@ def test_escalation_always_ask_vs_never_ask_in_words(store):
     both = run_source(store, (RETAIL / "ambiguous_refund.yaml").read_text())
     e = summarize(load_run(store, both.run_id)).reliability.escalation
     assert e.recall == 1.0 and e.precision == 1.0 and "right moments" in e.verdict
+
+
+def test_a_suite_mixing_policies_on_different_tasks_is_not_a_policy_comparison(store):
+    from tests.helpers import run_scenarios
+
+    run = run_scenarios(store, [RETAIL / "refund_in_window.yaml",
+                                RETAIL / "known_error_rates.yaml"], seeds=2)
+    d = load_run(store, run.run_id)
+    assert set(d.policy) == {"before_irreversible", "never"}
+    assert summarize(d, deep=False).policies == []

@@ -110,7 +110,7 @@ def run(
     summary = _execute(store, loaded, targets or [], resume, opts, progress, console)
     rate = _report(store, summary.run_id, json_out, html_out, console)
     console.print(f"[dim]{summary.ran} episode(s) in {summary.wall_s:.1f}s · "
-                  f"store {db} · `trialrun show {summary.run_id}`[/]")
+                  f"store {store.safe_url} · `trialrun show {summary.run_id}`[/]")
     if fail_under is not None and (rate is None or rate < fail_under):
         _err(f"success rate {rate} is below --fail-under {fail_under}")
         raise typer.Exit(1)
@@ -188,9 +188,10 @@ def _report(store, run_id: str, json_out: Path | None, html_out: Path | None,
 
 @app.command()
 def validate(files: Annotated[list[str], typer.Argument(help="scenario files or folders")]) -> None:
-    """Check scenario files; print every problem as file:line:column: field: message (warnings
-    as file:line:column: field: warning: message) and one `ok` line per valid file; exit 2 if
-    any file has an error."""
+    """Check scenario files: every problem as file:line:column: field: message.
+
+    Warnings read `field: warning: message` and do not fail; each valid file gets one `ok`
+    line; exit 2 if any file has an error."""
     from trialrun.scenarios.loader import check_targets
 
     try:
@@ -223,6 +224,7 @@ def schema() -> None:
 def runs(db: DbOption = DEFAULT_DB, limit: int = 20) -> None:
     """List recent runs."""
     from rich.table import Table
+    from rich.text import Text
 
     from trialrun.store import Store
 
@@ -233,7 +235,7 @@ def runs(db: DbOption = DEFAULT_DB, limit: int = 20) -> None:
         n = agg["episodes"] - agg["errors"]
         rate = f"{100 * agg['successes'] / n:.1f}%" if n else "–"
         t.add_row(r.id, r.created_at, r.status, f"{agg['episodes']}/{r.planned}", rate,
-                  str(agg["errors"]), " ".join(json.loads(r.targets)))
+                  str(agg["errors"]), Text(" ".join(json.loads(r.targets))))
     _console().print(t)
 
 
@@ -245,6 +247,7 @@ def show(
 ) -> None:
     """Show a run (its episodes) or one episode (its trajectory, step by step)."""
     from rich.table import Table
+    from rich.text import Text
 
     from trialrun.report import render_episode
     from trialrun.store import Store
@@ -271,8 +274,9 @@ def show(
         if failed and e.success is not False:
             continue
         mark = {True: "[green]yes[/]", False: "[red]no[/]", None: "[yellow]–[/]"}[e.success]
-        t.add_row(e.id, e.scenario, e.task, str(e.seed), str(e.trial), e.end_reason, mark,
-                  str(e.n_steps), e.first_error_node or "")
+        # Names come from scenario files and agents: plain text, never markup.
+        t.add_row(e.id, Text(e.scenario), Text(e.task), str(e.seed), str(e.trial), e.end_reason,
+                  mark, str(e.n_steps), Text(e.first_error_node or ""))
     console.print(t)
 
 
@@ -378,7 +382,7 @@ def place(
                   f"{plan.expected_human_minutes_per_episode:.1f} human min per episode)")
     for b, nodes, succ, rev in plan.frontier:
         console.print(f"  budget {b}: {', '.join(nodes) or '–'} → {100 * succ:.1f}% "
-                      f"({rev:.2f} reviews/ep)")
+                      f"({rev:.2f} reviews/ep)", markup=False, emoji=False)
     if not verify:
         return
     from trialrun.policy_runs import policy_variants
@@ -454,7 +458,7 @@ def attribute(
     console.print(f"{len(atts)} failed episode(s): decisive error found in {len(found)}; "
                   f"it is the first error in {same} of them")
     for node, c in Counter(a.decisive_node for a in found).most_common():
-        console.print(f"  decisive at {node}: {c}")
+        console.print(f"  decisive at {node}: {c}", markup=False, emoji=False)
 
 
 @app.command()
@@ -482,7 +486,8 @@ def replay(
         return
     console.print(f"[red]diverged[/] in {len(rep.differences)} place(s):")
     for d in rep.differences[:20]:
-        console.print(f"  step {d.index} {d.what}: recorded {d.recorded!r} replayed {d.replayed!r}")
+        console.print(f"  step {d.index} {d.what}: recorded {d.recorded!r} replayed "
+                      f"{d.replayed!r}", markup=False, emoji=False)
     raise typer.Exit(1)
 
 

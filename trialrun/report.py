@@ -1,7 +1,13 @@
-"""The terminal report: what a run says about the agent, decision by decision."""
+"""The terminal report: what a run says about the agent, decision by decision.
+
+Names and text that come from scenarios, worlds and agents (node names, tool output, an
+agent's words) are untrusted: they reach the terminal as `Text`, never as markup, so
+`[/bold]` or `:100:` in them is printed as it stands.
+"""
 
 from __future__ import annotations
 
+from rich import box
 from rich.console import Console, Group
 from rich.panel import Panel
 from rich.table import Table
@@ -22,42 +28,51 @@ def _f(x: float | None, fmt: str = ".1f") -> str:
     return "–" if x is None else format(x, fmt)
 
 
-def _meaning(key: str) -> Text:
-    return Text(MEANINGS[key], style="dim")
+def _plain(x: object) -> Text:
+    """Untrusted text as it stands: no markup, no emoji codes."""
+    return Text(str(x))
+
+
+def _compact(title: str, caption: str | None = None) -> Table:
+    # No outer box and tight padding: the tables fit an 80-column terminal (CI logs).
+    return Table(title=title, title_justify="left", caption=caption, caption_justify="left",
+                 box=box.SIMPLE_HEAD, pad_edge=False, padding=(0, 1))
 
 
 def render_summary(s: RunSummary, console: Console | None = None) -> None:
     console = console or Console()
     head = Table.grid(padding=(0, 2))
     head.add_column(no_wrap=True)
-    head.add_column(no_wrap=True)
     head.add_column()
     head.add_row("run", s.run_id)
     reasons = ", ".join(f"{k} {v}" for k, v in sorted(s.end_reasons.items()))
     head.add_row("episodes", f"{s.episodes}  ({reasons})")
-    head.add_row(LABELS["success"], Text(_p(s.success), style="bold"), _meaning("success"))
+    head.add_row(LABELS["success"], Text(_p(s.success), style="bold"))
+    meanings = ["success"]
     if s.errors:
         head.add_row("infra errors", Text(f"{s.errors} episode(s) not scored (see trialrun show)",
                                           style="yellow"))
     if s.predicted_success is not None:
-        head.add_row(LABELS["predicted_success"], f"{100 * s.predicted_success:.1f}%",
-                     _meaning("predicted_success"))
+        head.add_row(LABELS["predicted_success"], f"{100 * s.predicted_success:.1f}%")
+        meanings.append("predicted_success")
         for key in ("recovered", "failed_without_graded_error"):
             if getattr(s, key):
-                head.add_row(LABELS[key], str(getattr(s, key)), _meaning(key))
-    console.print(Panel(head, title="trialrun report", expand=False))
+                head.add_row(LABELS[key], str(getattr(s, key)))
+                meanings.append(key)
+    notes = Text("\n".join(f"{LABELS[k]}: {MEANINGS[k]}" for k in meanings), style="dim")
+    console.print(Panel(Group(head, Text(""), notes), title="trialrun report"))
 
     if len(s.by_scenario) > 1:
-        t = Table(title="success by scenario", title_justify="left")
+        t = _compact("success by scenario")
         t.add_column("scenario")
-        t.add_column("success (Wilson 95% CI)")
+        t.add_column("success (Wilson 95% CI)", no_wrap=True)
         t.add_column("errors", justify="right")
         for line in s.by_scenario:
-            t.add_row(line.scenario, _p(line.success), str(line.errors))
+            t.add_row(_plain(line.scenario), _p(line.success), str(line.errors))
         console.print(t)
 
     if s.trials and max(x.k for x in s.trials) > 1:
-        t = Table(title="repeated trials (unbiased estimators)", title_justify="left")
+        t = _compact("repeated trials (unbiased estimators)")
         for col in ("k", "pass@k", "pass^k", "tasks"):
             t.add_column(col, justify="right")
         for x in s.trials:
@@ -65,21 +80,28 @@ def render_summary(s: RunSummary, console: Console | None = None) -> None:
         console.print(t)
 
     if s.nodes:
-        keys = ("accuracy_per_episode", "accuracy", "marginal", "visits_per_episode",
-                "first_errors")
-        t = Table(title="per-node accuracy (given a clean prefix, Wilson 95% CI)",
-                  title_justify="left", caption_justify="left", caption="\n".join(
-                      f"{LABELS[k]}: {MEANINGS[k]}" for k in keys))
-        t.add_column("node")
+        # The marginal accuracy (errors upstream included) is in --json and --html; the
+        # terminal keeps to what fits 80 columns.
+        keys = ("accuracy_per_episode", "accuracy", "visits_per_episode", "first_errors")
+        t = _compact("per-node accuracy (given a clean prefix, Wilson 95% CI)", "\n".join(
+            f"{LABELS[k]}: {MEANINGS[k]}" for k in keys))
+        # Whole percents here (the JSON has every digit), and columns as wide as their
+        # figures with headers wrapping instead: the table fits an 80-column terminal.
+        per_ep = [_p(n.accuracy_per_episode, 0).rsplit(" (", 1)[0] for n in s.nodes]
+        per_call = [_p(n.accuracy, 0).rsplit(" (", 1)[0] for n in s.nodes]
+        widths = {"accuracy_per_episode": max(map(len, per_ep)),
+                  "accuracy": max(map(len, per_call)), "visits_per_episode": 9,
+                  "first_errors": 6}
+        t.add_column("node", no_wrap=True)
         for k in keys:
-            t.add_column(LABELS[k], justify="left" if k.startswith("accuracy") else "right")
+            t.add_column(LABELS[k], justify="left" if k.startswith("accuracy") else "right",
+                         min_width=widths[k], max_width=max(widths[k], 8))
         worst = min((n.accuracy_per_episode.rate for n in s.nodes
                      if n.accuracy_per_episode.rate is not None), default=None)
-        for n in s.nodes:
+        for n, ep, call in zip(s.nodes, per_ep, per_call, strict=True):
             rate = n.accuracy_per_episode.rate
             style = "red" if rate is not None and rate == worst and worst < 1 else ""
-            t.add_row(n.node, Text(_p(n.accuracy_per_episode), style=style), _p(n.accuracy),
-                      _f(None if n.marginal.rate is None else 100 * n.marginal.rate) + "%",
+            t.add_row(_plain(n.node), Text(ep, style=style), call,
                       f"{n.visits_per_episode:.2f}", str(n.first_errors))
         console.print(t)
 
@@ -99,30 +121,30 @@ def render_summary(s: RunSummary, console: Console | None = None) -> None:
                          + ", ".join(f"{k} {v}" for k, v in de.by_node.items())
                          + f"; the first error was the decisive one in {de.first_is_decisive}"
                          f" of {de.found}")
-        console.print(Panel("\n".join(lines), title="where episodes first went wrong ("
-                            f"{LABELS['first_errors']}: {MEANINGS['first_errors']})",
+        console.print(Panel(_plain("\n".join(lines)), title="where episodes first went wrong "
+                            f"({LABELS['first_errors']}: {MEANINGS['first_errors']})",
                             expand=False))
 
     e = s.escalation
     esc = Table.grid(padding=(0, 2))
     esc.add_column(no_wrap=True)
     esc.add_column()
-    esc.add_column()
     esc.add_row("asked for help", f"{e.asks} ({e.asks_needed} where help was needed)")
-    esc.add_row(LABELS["steps_needing_help"], str(e.steps_needing_help),
-                _meaning("steps_needing_help"))
+    esc.add_row(LABELS["steps_needing_help"], str(e.steps_needing_help))
     esc.add_row("needed help, did not ask", str(e.needed_not_asked))
     esc.add_row("checkpoint reviews", f"{e.reviews} ({e.denials} denied; {e.wrong_approved} "
                 f"wrong decisions approved, {e.right_denied} right ones denied)")
     esc.add_row("human time", f"{e.human_seconds / 60:.1f} min")
-    console.print(Panel(esc, title="escalation and checkpoints", expand=False))
+    note = Text(f"{LABELS['steps_needing_help']}: {MEANINGS['steps_needing_help']}",
+                style="dim")
+    console.print(Panel(Group(esc, Text(""), note), title="escalation and checkpoints"))
 
     if s.reliability is not None:
         render_reliability(s, console)
     if s.policies:
         render_policies(s, console)
 
-    t = Table(title="cost and latency", title_justify="left")
+    t = _compact("cost and latency")
     for col in ("measure", "P50", "P90", "P99"):
         t.add_column(col, justify="right" if col != "measure" else "left")
     for name, p in s.latency.items():
@@ -131,34 +153,38 @@ def render_summary(s: RunSummary, console: Console | None = None) -> None:
 
 
 def render_episode(ep, console: Console | None = None) -> None:
-    """A trajectory, step by step."""
+    """A trajectory, step by step. Everything the agent or the world wrote is plain text."""
     console = console or Console()
     k = ep.key
-    verdict = {True: "[green]success[/]", False: "[red]failure[/]", None: "[yellow]not scored[/]"}
-    console.print(f"[bold]{k}[/]  agent {ep.agent}  {verdict[ep.success]}  "
-                  f"ended: {ep.end_reason.value} ({ep.end_note})  "
-                  f"sim {ep.sim_time:.0f}s  wall {ep.wall_ms:.1f} ms")
+    verdict = {True: ("success", "green"), False: ("failure", "red"),
+               None: ("not scored", "yellow")}[ep.success]
+    console.print(Text.assemble((str(k), "bold"), f"  agent {ep.agent}  ", verdict,
+                                f"  ended: {ep.end_reason.value} ({ep.end_note})  "
+                                f"sim {ep.sim_time:.0f}s  wall {ep.wall_ms:.1f} ms"))
     if ep.error:
-        console.print(Panel(ep.error, title="infrastructure error", style="yellow"))
+        console.print(Panel(_plain(ep.error), title="infrastructure error", style="yellow"))
     t = Table(show_lines=False)
     for col in ("#", "node", "decision", "result", "human", "grade"):
         t.add_column(col)
     for st in ep.steps:
-        res = ""
+        res = Text("")
         if st.result is not None:
-            res = "ok" if st.result.ok else f"[red]{st.result.error}[/]"
+            res = Text("ok") if st.result.ok else Text(str(st.result.error), style="red")
             if st.result.ok and st.result.output is not None:
-                res = str(st.result.output)[:60]
-        human = ""
+                res = Text(str(st.result.output)[:60])
+        human = Text("")
         if st.checkpoint and st.checkpoint.reviewed:
-            human = ("approved" if st.checkpoint.approved
-                     else f"[red]denied → {st.checkpoint.action}[/]")
+            human = Text("approved") if st.checkpoint.approved else \
+                Text(f"denied → {st.checkpoint.action}", style="red")
         if st.decision.kind == "ask_human":
-            human = "[cyan]asked[/]" + (" (needed)" if st.help_needed else " (not needed)")
+            human = Text.assemble(("asked", "cyan"),
+                                  " (needed)" if st.help_needed else " (not needed)")
         failed = [g for g in st.grades if not g.passed]
-        grade = "[green]✓[/]" if st.passed else ("[red]✗ " + "; ".join(g.reason for g in failed)
-                                                 + "[/]" if st.passed is False else "")
-        t.add_row(str(st.index), st.node, st.decision.label()[:70], res, human, grade)
+        grade = Text("✓", style="green") if st.passed else (
+            Text("✗ " + "; ".join(g.reason for g in failed), style="red")
+            if st.passed is False else Text(""))
+        t.add_row(str(st.index), _plain(st.node), _plain(st.decision.label()[:70]), res, human,
+                  grade)
     console.print(t)
     if ep.outcome_grades:
         console.print(Group(*[Text(f"{'✓' if g.passed else '✗'} {g.grader}: {g.reason}",
@@ -195,7 +221,7 @@ def render_reliability(s: RunSummary, console: Console) -> None:
                      f"{t.pass_hat_k.hi:.3f}], worst-of-k {t.worst_of_k:.3f}, best-of-k "
                      f"{t.best_of_k:.3f}")
     if lines:
-        console.print(Panel("\n".join(lines), title="compounding errors", expand=False))
+        console.print(Panel(_plain("\n".join(lines)), title="compounding errors", expand=False))
     e = r.escalation
     if e.tp + e.fp + e.fn:
         def f(x: float | None) -> str:
@@ -211,8 +237,8 @@ def render_reliability(s: RunSummary, console: Console) -> None:
         if e.aurc is not None:
             body.append(f"confidence: AURC {e.aurc:.3f}, excess {e.e_aurc:.3f} "
                         "(0 = confidence ranks right decisions first perfectly)")
-        console.print(Panel("\n".join(body), title="escalation: does it ask at the right "
-                            "moments?", expand=False))
+        console.print(Panel(_plain("\n".join(body)), title="escalation: does it ask at the "
+                            "right moments?", expand=False))
 
 
 def _horizon(x: float | None, h: HorizonFits) -> str:
@@ -237,14 +263,14 @@ def horizon_line(h: HorizonFits) -> str:
 
 
 def render_policies(s: RunSummary, console: Console) -> None:
-    t = Table(title="checkpoint policies (same seeds)", title_justify="left")
+    t = _compact("checkpoint policies (same seeds)")
     for col in ("policy", "success (95% CI)", "reviews/ep", "human min/ep", "aborted",
                 "frontier"):
         t.add_column(col)
     for p in s.policies:
         succ = "–" if p.success is None else (f"{100 * p.success:.1f}% [{100 * p.success_lo:.1f}"
                                               f", {100 * p.success_hi:.1f}]")
-        t.add_row(p.policy, succ, f"{p.reviews_per_episode:.2f}",
+        t.add_row(_plain(p.policy), succ, f"{p.reviews_per_episode:.2f}",
                   f"{p.human_minutes_per_episode:.2f}", str(p.aborted),
                   "★" if p.on_frontier else "")
     console.print(t)

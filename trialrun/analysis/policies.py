@@ -38,14 +38,23 @@ class PolicyResult(BaseModel):
 
 
 def policy_table(d: RunData) -> list[PolicyResult]:
-    """One row per checkpoint policy (the stored `policy` column), for runs that compare
-    more than one; empty otherwise."""
+    """One row per checkpoint policy (the stored `policy` column), over the episodes every
+    policy ran, for runs that compare more than one; empty otherwise."""
     labels = d.policy if d.policy is not None else np.full(len(d.ep_id), "never", dtype=object)
     if len(set(labels)) < 2:
         return []
+    # Policies are compared on the tasks, seeds and trials every one of them ran (what
+    # compare-policies runs); a suite whose scenarios merely use different policies on
+    # different tasks is not a comparison.
+    keys = np.array([f"{t}/{s}/{k}" for t, s, k in zip(d.task, d.seed, d.trial, strict=True)],
+                    dtype=object)
+    common = set.intersection(*(set(keys[labels == label]) for label in set(labels)))
+    if not common:
+        return []
+    shared = np.isin(keys, list(common))
     out = []
     for label in sorted(set(labels), key=str):
-        m = (labels == label) & d.scored
+        m = (labels == label) & d.scored & shared
         n = int(m.sum())
         k = int(np.nansum(d.success[m]))
         lo, hi = wilson(k, n) if n else (None, None)
