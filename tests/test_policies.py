@@ -166,3 +166,13 @@ def test_a_suite_mixing_policies_on_different_tasks_is_not_a_policy_comparison(s
     d = load_run(store, run.run_id)
     assert set(d.policy) == {"before_irreversible", "never"}
     assert summarize(d, deep=False).policies == []
+
+
+def test_the_scenarios_escalation_prices_reach_the_analysis(store):
+    text = (RETAIL / "ambiguous_refund.yaml").read_text() + \
+        "escalation: {cost_per_ask: 2.5, cost_per_error: 40}\n"
+    run = run_source(store, text)
+    d = load_run(store, run.run_id)
+    assert (d.cost_per_ask, d.cost_per_error) == (2.5, 40)
+    e = summarize(d).reliability.escalation  # the prices come with the run
+    assert (e.cost_per_ask, e.cost_per_error) == (2.5, 40)

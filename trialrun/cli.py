@@ -173,7 +173,7 @@ def _report(store, run_id: str, json_out: Path | None, html_out: Path | None,
     from trialrun.report import render_summary
 
     data = load_run(store, run_id)
-    s = summarize(data, data.cost_per_ask, data.cost_per_error)
+    s = summarize(data)
     render_summary(s, console)
     if json_out:
         json_out.write_text(s.model_dump_json(indent=2))

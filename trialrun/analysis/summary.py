@@ -239,9 +239,9 @@ def summarize(d: RunData, cost_per_ask: float | None = None,
               cost_per_error: float | None = None, deep: bool = True) -> RunSummary:
     """The run in one model. Escalation prices default to the scenarios' (`RunData`)."""
     if cost_per_ask is None:
-        cost_per_ask = float(getattr(d, "cost_per_ask", 1.0))
+        cost_per_ask = d.cost_per_ask
     if cost_per_error is None:
-        cost_per_error = float(getattr(d, "cost_per_error", 10.0))
+        cost_per_error = d.cost_per_error
     scored = d.scored
     succ = d.success[scored]
     n = int(scored.sum())
