@@ -1,4 +1,4 @@
-"""trialrun/check_world.py: every built-in world passes; each deliberately broken world in
+"""trialrun/check_world/: every built-in world passes; each deliberately broken world in
 tests/bad_worlds.py fails the check it breaks, with a message that says what and how to fix."""
 
 from __future__ import annotations
