@@ -91,6 +91,15 @@ def run(
     progress: Annotated[bool, typer.Option(help="show a progress bar")] = True,
     fail_under: Annotated[float | None, typer.Option(
         help="exit 1 if the success rate is below this (a CI gate)")] = None,
+    agent: Annotated[list[str] | None, typer.Option(
+        "--agent", help="run every scenario with this agent instead (repeat to compare "
+        "agents on the same tasks, seeds and trials): a name like scripted:retail, or a "
+        "mapping like '{type: openai, model: m, name: small}'")] = None,
+    bar: Annotated[float | None, typer.Option(
+        help="with several agents: the success an agent must reach to ship; the cheapest "
+             "that does is marked")] = None,
+    bar_on_lower_bound: Annotated[bool, typer.Option(
+        help="the lower end of the success CI must reach --bar")] = False,
 ) -> None:
     """Run scenarios and print the report."""
     if not targets and not resume:
@@ -103,12 +112,20 @@ def run(
         _err(f"--sandbox {sandbox!r}: expected docker or local")
         raise typer.Exit(2)
     loaded = [] if resume else _load(targets)
+    if agent and not resume:
+        from trialrun.variants import agent_variants, parse_agent
+
+        try:
+            loaded = agent_variants(loaded, [parse_agent(a) for a in agent])
+        except ValueError as e:
+            _err(str(e))
+            raise typer.Exit(2) from None
     store = Store(db)
     opts = RunOptions(concurrency=concurrency, limit=limit, trials=trials, seeds=seeds,
                       sandbox=sandbox)
     console = _console()
     summary = _execute(store, loaded, targets or [], resume, opts, progress, console)
-    rate = _report(store, summary.run_id, json_out, html_out, console)
+    rate = _report(store, summary.run_id, json_out, html_out, console, bar, bar_on_lower_bound)
     console.print(f"[dim]{summary.ran} episode(s) in {summary.wall_s:.1f}s · "
                   f"store {store.safe_url} · `trialrun show {summary.run_id}`[/]")
     if fail_under is not None and (rate is None or rate < fail_under):
@@ -167,13 +184,13 @@ def _execute(store, loaded, targets: list[str], resume: str | None, opts, progre
 
 
 def _report(store, run_id: str, json_out: Path | None, html_out: Path | None,
-            console) -> float | None:
+            console, bar: float | None = None, bar_on_lower_bound: bool = False) -> float | None:
     from trialrun.analysis.data import load_run
     from trialrun.analysis.summary import summarize
     from trialrun.report import render_summary
 
     data = load_run(store, run_id)
-    s = summarize(data)
+    s = summarize(data, bar=bar, bar_on_lower_bound=bar_on_lower_bound)
     render_summary(s, console)
     if json_out:
         json_out.write_text(s.model_dump_json(indent=2))
@@ -181,7 +198,7 @@ def _report(store, run_id: str, json_out: Path | None, html_out: Path | None,
     if html_out:
         from trialrun.html_report import write_html
 
-        write_html(store, run_id, html_out)
+        write_html(store, run_id, html_out, s)
         console.print(f"wrote {html_out}")
     return s.success.rate
 
@@ -286,13 +303,17 @@ def report(
     db: DbOption = DEFAULT_DB,
     json_out: Annotated[Path | None, typer.Option("--json")] = None,
     html_out: Annotated[Path | None, typer.Option("--html")] = None,
+    bar: Annotated[float | None, typer.Option(
+        help="with several agents: the success an agent must reach to ship")] = None,
+    bar_on_lower_bound: Annotated[bool, typer.Option(
+        help="the lower end of the success CI must reach --bar")] = False,
 ) -> None:
     """Print (and optionally write) the report of a stored run."""
     from trialrun.store import Store
 
     store = Store(db)
     run_id = _resolve_run(store, run_id)
-    _report(store, run_id, json_out, html_out, _console())
+    _report(store, run_id, json_out, html_out, _console(), bar, bar_on_lower_bound)
 
 
 @app.command("compare-policies")
@@ -311,9 +332,9 @@ def compare_policies(
 ) -> None:
     """Run the same scenarios and seeds under several checkpoint policies: success, human
     reviews, human minutes and the success-vs-human-cost frontier."""
-    from trialrun.policy_runs import DEFAULT_POLICIES, policy_variants
     from trialrun.runner import RunOptions
     from trialrun.store import Store
+    from trialrun.variants import DEFAULT_POLICIES, policy_variants
 
     try:
         loaded = policy_variants(_load(targets), policy or DEFAULT_POLICIES)
@@ -385,7 +406,7 @@ def place(
                       f"({rev:.2f} reviews/ep)", markup=False, emoji=False)
     if not verify:
         return
-    from trialrun.policy_runs import policy_variants
+    from trialrun.variants import policy_variants
 
     variants = policy_variants(loaded, ["nodes:" + "+".join(plan.nodes)])
     summary = _execute(store, variants, [f"place {run_id}"], None,

@@ -30,6 +30,7 @@ from matplotlib.cm import ScalarMappable
 from matplotlib.colors import Normalize
 from matplotlib.figure import Figure
 
+from trialrun.analysis.agents import agent_note, agent_rows
 from trialrun.analysis.horizon import exponential_survival, weibull_survival
 from trialrun.analysis.reliability import (
     VERDICT_WORDS,
@@ -768,6 +769,9 @@ def build_context(s: RunSummary, created_at: str = "") -> dict[str, Any]:
               f"{_pct(p.success)} [{_pct(p.success_lo)}, {_pct(p.success_hi)}]",
               f"{p.reviews_per_episode:.2f}", f"{p.human_minutes_per_episode:.2f}", p.aborted,
               "★" if p.on_frontier else ""] for p in s.policies], [1, 3, 4, 5])
+    if s.agents is not None:
+        ctx["agents"] = _table(*agent_rows(s.agents), [1, 4, 5, 6])
+        ctx["agents_note"] = agent_note(s.agents)
     names = {"episode_wall_ms": "episode wall time (ms)",
              "episode_sim_seconds": "episode simulated time (s)",
              "episode_steps": "steps per episode", "episode_cost": "cost per episode",
@@ -851,15 +855,17 @@ def render_html(s: RunSummary, created_at: str = "") -> str:
     return _ENV.get_template("report.html.j2").render(**ctx)
 
 
-def write_html(store: Store, run_id: str, path: str | Path) -> Path:
-    """Summarise a stored run and write its self-contained HTML report to `path`."""
+def write_html(store: Store, run_id: str, path: str | Path,
+               summary: RunSummary | None = None) -> Path:
+    """Write a stored run's self-contained HTML report to `path` (summarising the run unless
+    its summary is given)."""
     from trialrun.analysis.data import load_run
     from trialrun.analysis.summary import summarize
 
     t0 = time.perf_counter()
-    data = load_run(store, run_id)
     run = store.get_run(run_id)
-    html = render_html(summarize(data), created_at=run.created_at)
+    html = render_html(summary or summarize(load_run(store, run_id)),
+                       created_at=run.created_at)
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(html, encoding="utf-8")

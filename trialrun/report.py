@@ -13,6 +13,7 @@ from rich.panel import Panel
 from rich.table import Table
 from rich.text import Text
 
+from trialrun.analysis.agents import agent_note, agent_rows
 from trialrun.analysis.reliability import HorizonFits, hazard_words
 from trialrun.analysis.summary import LABELS, MEANINGS, Proportion, RunSummary
 
@@ -143,6 +144,17 @@ def render_summary(s: RunSummary, console: Console | None = None) -> None:
         render_reliability(s, console)
     if s.policies:
         render_policies(s, console)
+    if s.agents is not None:
+        headers, rows = agent_rows(s.agents)
+        # The columns that decide; --json and --html have all of them (latency, asks, p).
+        keep = [0, 2, 3, 7, 4, 9]
+        t = _compact("agents side by side", agent_note(s.agents))
+        for i in keep:
+            t.add_column(headers[i], justify="right" if i == 4 else "left",
+                         no_wrap=i in (0, 2, 9), min_width=10 if i == 7 else None)
+        for row in rows:
+            t.add_row(*(_plain(row[i]) for i in keep))
+        console.print(t)
 
     t = _compact("cost and latency")
     for col in ("measure", "P50", "P90", "P99"):

@@ -51,6 +51,25 @@ class ToolSpec(BaseModel):
         }
 
 
+class ModelCall(BaseModel):
+    """One call to a language model behind a decision: enough to replay it without the model.
+
+    Storage stays linear in the conversation: `messages` holds only the messages added since
+    the episode's previous call (all of them for the first), and `key` identifies the full
+    normalised request (see `trialrun.agents.model_client.request_key`)."""
+
+    key: str  # sha256 of the normalised request: model, messages, tools, sampling params
+    index: int = 0  # the n-th model call of the episode, from 0
+    model: str = ""
+    messages: list[dict[str, Any]] = Field(default_factory=list)  # added since the last call
+    response: dict[str, Any] = Field(default_factory=dict)  # the endpoint's response body
+    latency_ms: float = 0.0  # the successful HTTP round trip
+    tokens_in: int = 0
+    tokens_out: int = 0
+    cost: float = 0.0
+    attempts: int = 1  # HTTP attempts, retries of endpoint faults included
+
+
 DecisionKind = Literal["tool_call", "message", "ask_human", "finish"]
 
 
@@ -65,6 +84,9 @@ class Decision(BaseModel):
     confidence: float | None = None  # agent-reported P(correct), if it gives one
     tokens: int = 0
     cost: float = 0.0
+    # The model call(s) behind this decision (LLM agents); empty for other agents and for
+    # the later tool calls of a turn that asked for several at once.
+    model_calls: list[ModelCall] = Field(default_factory=list)
 
     def label(self) -> str:
         if self.kind == "tool_call":

@@ -58,6 +58,9 @@ class RunData:
     # The scenarios' escalation prices (`escalation:` in YAML): c_h and c_e.
     cost_per_ask: float = 1.0
     cost_per_error: float = 10.0
+    # The agents' labels in the order the run's scenarios name them (the first is the
+    # reference of an agent comparison).
+    agent_order: list[str] = field(default_factory=list)
 
     @property
     def scored(self) -> np.ndarray:
@@ -88,7 +91,8 @@ def load_run(store: Store, run_id: str) -> RunData:
     pos = {eid: i for i, eid in enumerate(e["id"])}
     nodes = sorted(set(s["node"]))
     code = {n: i for i, n in enumerate(nodes)}
-    ask, err = escalation_costs(store.scenario_sources(run.id))
+    sources = store.scenario_sources(run.id)
+    ask, err = escalation_costs(sources)
 
     def tri(values: list) -> np.ndarray:
         return np.array([-1 if v is None else int(v) for v in values], dtype=np.int8)
@@ -125,7 +129,7 @@ def load_run(store: Store, run_id: str) -> RunData:
         nodes=nodes, attributions=[(a.first_error_node, a.decisive_node)
                                    for a in store.attributions(run.id)],
         policy=np.array([p or "never" for p in e["policy"]], dtype=object),
-        cost_per_ask=ask, cost_per_error=err,
+        cost_per_ask=ask, cost_per_error=err, agent_order=agent_order(sources),
     )
 
 
@@ -144,3 +148,18 @@ def escalation_costs(sources: dict[str, str]) -> tuple[float, float]:
     if not specs:
         specs = [EscalationSpec()]
     return max(s.cost_per_ask for s in specs), max(s.cost_per_error for s in specs)
+
+
+def agent_order(sources: dict[str, str]) -> list[str]:
+    """Each scenario's agent label (`agent.name`, else its type), in the run's order."""
+    import yaml
+
+    out: list[str] = []
+    for text in sources.values():
+        data = yaml.safe_load(text)
+        agent = data.get("agent") if isinstance(data, dict) else None
+        if isinstance(agent, dict):
+            label = agent.get("name") or agent.get("type")
+            if isinstance(label, str) and label not in out:
+                out.append(label)
+    return out

@@ -22,8 +22,6 @@ from trialrun.analysis.data import RunData
 from trialrun.analysis.placement import ApproveDeny
 from trialrun.analysis.stats import wilson
 
-POLICY_SEP = "@"
-
 
 class PolicyResult(BaseModel):
     policy: str

@@ -16,6 +16,7 @@ from collections import Counter
 import numpy as np
 from pydantic import BaseModel, Field
 
+from trialrun.analysis.agents import AgentComparison, agent_comparison
 from trialrun.analysis.data import RunData
 from trialrun.analysis.policies import PolicyResult, policy_table
 from trialrun.analysis.reliability import (
@@ -162,6 +163,7 @@ class RunSummary(BaseModel):
     reliability: Reliability | None = None
     policies: list[PolicyResult] = Field(default_factory=list)  # compare-policies runs
     decisive_errors: DecisiveErrors | None = None
+    agents: AgentComparison | None = None  # runs of several agents on the same episodes
 
 
 def _pct(values: np.ndarray) -> Percentiles:
@@ -236,8 +238,10 @@ def escalation_counts(d: RunData) -> Escalation:
 
 
 def summarize(d: RunData, cost_per_ask: float | None = None,
-              cost_per_error: float | None = None, deep: bool = True) -> RunSummary:
-    """The run in one model. Escalation prices default to the scenarios' (`RunData`)."""
+              cost_per_error: float | None = None, deep: bool = True,
+              bar: float | None = None, bar_on_lower_bound: bool = False) -> RunSummary:
+    """The run in one model. Escalation prices default to the scenarios' (`RunData`); `bar`
+    is the success an agent must reach to be worth shipping (marks the cheapest that does)."""
     if cost_per_ask is None:
         cost_per_ask = d.cost_per_ask
     if cost_per_error is None:
@@ -280,6 +284,7 @@ def summarize(d: RunData, cost_per_ask: float | None = None,
         reliability=reliability(d, cost_per_ask, cost_per_error, cp=cp) if deep and n
         else None,
         policies=policy_table(d),
+        agents=agent_comparison(d, bar, bar_on_lower_bound),
         decisive_errors=_decisive(d),
     )
 
