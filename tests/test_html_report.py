@@ -19,10 +19,10 @@ from tests.helpers import RETAIL, run_scenarios
 from trialrun.analysis.data import load_run
 from trialrun.analysis.summary import summarize
 from trialrun.html_report import render_html, write_html
-from trialrun.variants import policy_variants
 from trialrun.runner import RunOptions, run_episodes
 from trialrun.scenarios.loader import load_scenario
 from trialrun.store import Store
+from trialrun.variants import policy_variants
 
 SECTIONS = ["Overview", "Outcomes", "Decisions", "Compounding errors", "Success vs horizon",
             "Escalation and checkpoints", "Checkpoint policies", "Cost and latency"]

@@ -12,10 +12,10 @@ from trialrun.analysis.policies import place_checkpoints
 from trialrun.analysis.summary import summarize
 from trialrun.checkpoints import Nodes, ReviewRequest, parse_label
 from trialrun.humans import SimulatedHuman, SimulatedOptions
-from trialrun.variants import policy_variants
 from trialrun.runner import RunOptions, run_episodes
 from trialrun.scenarios.loader import ScenarioError, load_scenario_source
 from trialrun.trajectory import Decision
+from trialrun.variants import policy_variants
 
 BASE = (RETAIL / "known_error_rates.yaml").read_text()
 

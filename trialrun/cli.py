@@ -100,6 +100,12 @@ def run(
              "that does is marked")] = None,
     bar_on_lower_bound: Annotated[bool, typer.Option(
         help="the lower end of the success CI must reach --bar")] = False,
+    replay_from: Annotated[str | None, typer.Option(
+        help="serve model calls from this run's recording: no requests to the endpoint, "
+             "the same answers (a call not in the recording is an infrastructure error)")
+    ] = None,
+    live_on_miss: Annotated[bool, typer.Option(
+        help="with --replay-from: send calls the recording lacks to the endpoint")] = False,
 ) -> None:
     """Run scenarios and print the report."""
     if not targets and not resume:
@@ -124,7 +130,14 @@ def run(
     opts = RunOptions(concurrency=concurrency, limit=limit, trials=trials, seeds=seeds,
                       sandbox=sandbox)
     console = _console()
-    summary = _execute(store, loaded, targets or [], resume, opts, progress, console)
+    if replay_from:
+        from trialrun.agents.tape import Tape, use_tape
+
+        tape = Tape.from_run(store, _resolve_run(store, replay_from), live_on_miss=live_on_miss)
+        with use_tape(tape):
+            summary = _execute(store, loaded, targets or [], resume, opts, progress, console)
+    else:
+        summary = _execute(store, loaded, targets or [], resume, opts, progress, console)
     rate = _report(store, summary.run_id, json_out, html_out, console, bar, bar_on_lower_bound)
     console.print(f"[dim]{summary.ran} episode(s) in {summary.wall_s:.1f}s · "
                   f"store {store.safe_url} · `trialrun show {summary.run_id}`[/]")

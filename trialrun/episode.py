@@ -172,21 +172,23 @@ class Episode:
 
         budgets = self.sc.budgets
         end, note = EndReason.truncated, f"step budget of {budgets.max_steps} ran out"
-        # One cancel scope for the whole loop: a scope per await would cost more than a step.
-        with anyio.move_on_after(budgets.max_wall_time) as wall:
-            for index in range(budgets.max_steps):
-                ended = await self.step(index, obs)
-                if ended is not None:
-                    end, note = ended
-                    break
-                obs = await self.hook("observe", Observation)
-                over = self.over_budget()
-                if over is not None:
-                    end, note = EndReason.truncated, over
-                    break
+        try:
+            # One cancel scope for the whole loop: a scope per await costs more than a step.
+            with anyio.move_on_after(budgets.max_wall_time) as wall:
+                for index in range(budgets.max_steps):
+                    ended = await self.step(index, obs)
+                    if ended is not None:
+                        end, note = ended
+                        break
+                    obs = await self.hook("observe", Observation)
+                    over = self.over_budget()
+                    if over is not None:
+                        end, note = EndReason.truncated, over
+                        break
+        finally:  # the agent's connections and processes go, whatever ended the episode
+            await self.agent.close()
         if wall.cancelled_caught:
             end, note = EndReason.truncated, "wall-time budget ran out"
-        await self.agent.close()
         return await self.finish(end, note, t0)
 
     async def step(self, index: int, obs: Observation) -> tuple[EndReason, str] | None:
@@ -257,6 +259,8 @@ class Episode:
         spec = self.tools.get(decision.tool or "")
         if spec is None:
             return f"unknown tool {decision.tool!r}; tools: {', '.join(self.tools)}"
+        if decision.args_error is not None:
+            return f"{decision.tool}: {decision.args_error}"
         return check_arguments(spec, decision.args)
 
     async def judge(self, decision: Decision) -> Verdict | None:

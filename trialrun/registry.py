@@ -37,6 +37,8 @@ _BUILTIN: dict[str, dict[str, str]] = {
     "agent": {
         "scripted:always_ask": "trialrun.agents.generic",
         "scripted:never_ask": "trialrun.agents.generic",
+        "openai": "trialrun.agents.openai_agent",
+        "process": "trialrun.agents.process_agent",
     },
     "grader": {name: "trialrun.graders.builtin" for name in (
         "world", "assert", "args_match", "reply_contains", "state_equals")},

@@ -87,6 +87,9 @@ class Decision(BaseModel):
     # The model call(s) behind this decision (LLM agents); empty for other agents and for
     # the later tool calls of a turn that asked for several at once.
     model_calls: list[ModelCall] = Field(default_factory=list)
+    # Why the agent's arguments could not be read (e.g. a model sent text that is not JSON):
+    # the call is the agent's graded error, whatever the tool's schema says.
+    args_error: str | None = None
 
     def label(self) -> str:
         if self.kind == "tool_call":
