@@ -30,8 +30,11 @@ class AgentError(Exception):
     """An infrastructure fault in the agent (model API down, 429, process died).
 
     The runner retries the episode and records it as an error of the run, never as the
-    agent's mistake. Raise it for faults outside the agent's control.
+    agent's mistake. Raise it for faults outside the agent's control; a subclass that would
+    fail again however often it is tried sets `retryable = False`.
     """
+
+    retryable: bool = True
 
 
 class AgentContext(BaseModel):

@@ -37,6 +37,8 @@ class TapeMiss(AgentError):
     """A request the replay tape has no response for (and the tape does not fall back to
     the live endpoint): the replay diverged from the recording."""
 
+    retryable = False  # it would miss again: the executor records it at once
+
 
 # The tape the model clients of this context use (None: live calls).
 current_tape: ContextVar[Tape | None] = ContextVar("trialrun_tape", default=None)

@@ -95,6 +95,8 @@ async def run_with_retries(plan: ScenarioPlan, key: EpisodeKey,
             break
         except (InfraError, SandboxFault) as e:
             last = f"{e}"
+            if getattr(e.__cause__, "retryable", True) is False:
+                break  # e.g. a replay tape's miss: trying again cannot help
         except Exception as e:  # noqa: BLE001 - a harness bug must not kill the whole run
             last = f"harness: {type(e).__name__}: {e}\n{traceback.format_exc(limit=6)}"
         if attempt < opts.max_attempts:

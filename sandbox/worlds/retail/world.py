@@ -149,7 +149,9 @@ class RetailWorld(World):
         self.initial_orders = _copy_orders(self.orders)
         self.touched: set[str] = set()  # orders changed since reset: all a digest must cover
         self.expected = self._expected_resolution()
-        return Observation(text=self._opening_line(), data={
+        # The text is what an LLM agent reads: the policy it must follow, then the customer.
+        return Observation(text=f"{self.policy_text()}\n\nCustomer: {self._opening_line()}",
+                           data={
             "policy": self.policy_text(), "customer_message": self._opening_line(),
             "request": self.spec.request.model_dump(),
             "customer": {"email": sc.email, "name": sc.name, "zip": sc.zip},
