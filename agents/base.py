@@ -26,6 +26,26 @@ class AgentOptions(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
 
+class NodeMapOptions(AgentOptions):
+    """Options of agents whose decisions do not name their node themselves (an LLM, an
+    external process): one rule names them, the same for every such agent."""
+
+    node_map: dict[str, str] = Field(
+        default_factory=dict, description="tool name -> node; the keys ask_human and finish "
+        "name those decisions' nodes (default: ask_human, finish)")
+    reply_node: str = Field("reply", description="node of a message without a tool call")
+
+    def node_of(self, kind: str, tool: str | None = None) -> str:
+        """The node of a decision: `node_map[tool]` for a tool call ("" when unmapped: the
+        loop then uses the scenario's `node_map`, else the tool's name), `reply_node` for a
+        message, `node_map[kind]` or the kind itself for ask_human and finish."""
+        if kind == "tool_call":
+            return self.node_map.get(tool or "", "")
+        if kind == "message":
+            return self.reply_node
+        return self.node_map.get(kind) or kind
+
+
 class AgentError(Exception):
     """An infrastructure fault in the agent (model API down, 429, process died).
 

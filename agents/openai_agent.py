@@ -62,7 +62,7 @@ from typing import Any
 
 from pydantic import Field, field_validator
 
-from trialrun.agents.base import Agent, AgentContext, AgentError, AgentOptions, Feedback
+from trialrun.agents.base import Agent, AgentContext, AgentError, Feedback, NodeMapOptions
 from trialrun.agents.model_client import Conversation, ModelClient, Prices
 from trialrun.registry import register
 from trialrun.trajectory import Decision, Observation, ToolResult
@@ -81,7 +81,7 @@ class UnmappedToolWarning(UserWarning):
 _warned: set[str] = set()
 
 
-class OpenAIOptions(AgentOptions):
+class OpenAIOptions(NodeMapOptions):
     base_url: str | None = Field(None, description="chat-completions base URL (…/v1); "
                                  "default $OPENAI_BASE_URL, else https://api.openai.com/v1")
     model: str | None = Field(None, description="model name; default $OPENAI_MODEL")
@@ -101,8 +101,6 @@ class OpenAIOptions(AgentOptions):
     concurrency: int = Field(8, ge=1, description="requests in flight per endpoint")
     requests_per_second: float | None = Field(None, gt=0, description="per endpoint")
     prices: Prices = Field(default_factory=Prices)
-    node_map: dict[str, str] = Field(default_factory=dict, description="tool -> node")
-    reply_node: str = Field("reply", description="node of a reply without a tool call")
     ask_human_tool: str | None = Field("ask_human", description="null: not offered")
     finish_tool: str = "finish"
     no_reply_text: str = Field(
@@ -230,7 +228,7 @@ class OpenAIAgent(Agent):
         usage = {"tokens": call.tokens_in + call.tokens_out, "cost": call.cost,
                  "model_calls": [call]}
         if not calls:
-            self.queue.append((Decision(kind="message", node=self.options.reply_node,
+            self.queue.append((Decision(kind="message", node=self.options.node_of("message"),
                                         text=content, **usage), None, None))
             return
         for i, c in enumerate(calls):
@@ -245,12 +243,12 @@ class OpenAIAgent(Agent):
         node = o.node_map.get(name)
         if name == o.finish_tool:
             summary = args.get("summary")
-            return Decision(kind="finish", node=node or "finish",
+            return Decision(kind="finish", node=node or o.node_of("finish"),
                             text=summary if isinstance(summary, str) else None, **usage), None
         if o.ask_human_tool and name == o.ask_human_tool:
             q = args.get("question")
             text = q if isinstance(q, str) else (raw if error else json.dumps(args))
-            return Decision(kind="ask_human", node=node or "ask_human", text=text,
+            return Decision(kind="ask_human", node=node or o.node_of("ask_human"), text=text,
                             **usage), None
         if node is None and name in self.world_tools and name not in _warned:
             _warned.add(name)

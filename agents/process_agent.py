@@ -42,18 +42,14 @@ from anyio.abc import Process
 from anyio.streams.buffered import BufferedByteReceiveStream
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
 
-from trialrun.agents.base import Agent, AgentContext, AgentError, AgentOptions, Feedback
+from trialrun.agents.base import Agent, AgentContext, AgentError, Feedback, NodeMapOptions
 from trialrun.registry import did_you_mean, register
 from trialrun.trajectory import Decision, DecisionKind, Observation
 
-__all__ = ["DEFAULT_NODES", "PROTOCOL", "ProcessAgent", "ProcessOptions"]
+__all__ = ["PROTOCOL", "ProcessAgent", "ProcessOptions"]
 
 PROTOCOL = 1
 KINDS: tuple[str, ...] = get_args(DecisionKind)
-# The node of a decision the process does not name, when `node_map` has no entry for it
-# (as the openai agent names them); a tool call without either is left to the scenario's
-# `node_map`, then the tool's name.
-DEFAULT_NODES = {"ask_human": "ask_human", "finish": "finish"}
 # What goes over the wire, whatever else the records grow: the protocol's fixed shapes.
 DECISION_FIELDS = {"kind", "node", "tool", "args", "text", "confidence", "tokens", "cost"}
 RESULT_FIELDS = {"ok", "output", "error", "fault"}
@@ -66,7 +62,7 @@ CLIP = 200  # characters of an offending line quoted in an error message
 log = logging.getLogger("trialrun.agents.process")
 
 
-class ProcessOptions(AgentOptions):
+class ProcessOptions(NodeMapOptions):
     """`agent.params` of `type: process`."""
 
     command: list[str] = Field(min_length=1, description="the agent's argv, run without a "
@@ -80,12 +76,6 @@ class ProcessOptions(AgentOptions):
     start_timeout_s: float = Field(30.0, gt=0, description="seconds from launch to `ready`")
     close_timeout_s: float = Field(2.0, ge=0, description="seconds the process has to exit "
                                    "after `close` before it is killed")
-    node_map: dict[str, str] = Field(
-        default_factory=dict, description="node of a decision the process does not name: "
-        "tool name -> node; the keys ask_human and finish name those decisions' nodes "
-        "(default: ask_human, finish)")
-    reply_node: str = Field("reply", description="node of a `message` decision the process "
-                            "does not name")
     max_line_bytes: int = Field(16 * 2**20, ge=1024, description="longest line accepted")
     stderr_tail_bytes: int = Field(4096, ge=256, description="stderr kept for error messages")
 
@@ -182,8 +172,8 @@ class ProcessAgent(Agent):
         except ValidationError as e:
             await self._fail(f"sent a malformed decision: {_first_error(e)}: "
                              f"{_clip(json.dumps(msg))}", when)
-        return Decision(kind=wire.kind, node=wire.node or self.node_of(wire.kind, wire.tool),
-                        tool=wire.tool, args=wire.args, text=wire.text,
+        node = wire.node or self.options.node_of(wire.kind, wire.tool)
+        return Decision(kind=wire.kind, node=node, tool=wire.tool, args=wire.args, text=wire.text,
                         confidence=wire.confidence, tokens=wire.tokens, cost=wire.cost)
 
     async def feedback(self, fb: Feedback) -> None:
@@ -223,19 +213,6 @@ class ProcessAgent(Agent):
                         await p.wait()
                         tg.cancel_scope.cancel()
             await self._kill()
-
-    # --- naming ------------------------------------------------------------------------
-    def node_of(self, kind: str, tool: str | None) -> str:
-        """The node of a decision the process did not name: `node_map[tool]` for a tool
-        call ("" lets the loop use the scenario's node_map, then the tool's name),
-        `node_map[kind]` or DEFAULT_NODES for ask_human and finish, `reply_node` for a
-        message."""
-        o = self.options
-        if kind == "tool_call":
-            return o.node_map.get(tool or "", "")
-        if kind == "message":
-            return o.reply_node
-        return o.node_map.get(kind) or DEFAULT_NODES[kind]
 
     @property
     def program(self) -> str:

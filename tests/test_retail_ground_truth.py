@@ -49,7 +49,7 @@ def test_known_node_error_rate_is_recovered(store):
     assert set(s.first_error_nodes) <= {"resolve", "lookup_order"}
     assert sum(s.first_error_nodes.values()) == failed
     # Independent errors: the product of node accuracies predicts success.
-    assert abs(s.predicted_success - s.observed_success) < 0.03
+    assert abs(s.predicted_success - s.success.rate) < 0.03
 
 
 def test_same_seed_same_trajectory(store):

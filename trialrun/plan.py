@@ -45,16 +45,11 @@ class ScenarioPlan:
     @classmethod
     def build(cls, loaded: LoadedScenario) -> ScenarioPlan:
         sc = loaded.scenario
-
-        def grader(spec) -> Grader:
-            klass = resolve("grader", spec.type)
-            return klass(klass.Options.model_validate(spec.options), spec.name)
-
         world_grader = grader_of("world")
-        outcome = [grader(g) for g in sc.graders]
+        outcome = [grader_of(g.type, g.options, g.name) for g in sc.graders]
         return cls(
             loaded=loaded,
-            node_graders={node: [grader(g) for g in spec.graders]
+            node_graders={node: [grader_of(g.type, g.options, g.name) for g in spec.graders]
                           for node, spec in sc.nodes.items()},
             outcome_graders=outcome or [world_grader], world_grader=world_grader,
             tasks={t["id"]: t for t in loaded.tasks},
@@ -101,9 +96,11 @@ class ScenarioPlan:
         return len(self.loaded.tasks) * len(sc.seed_list) * sc.trials
 
 
-def grader_of(name: str, options: dict[str, Any] | None = None) -> Grader:
+def grader_of(name: str, options: dict[str, Any] | None = None,
+              label: str | None = None) -> Grader:
+    """A grader by name, its options validated (the loader has already checked them)."""
     klass = resolve("grader", name)
-    return klass(klass.Options.model_validate(options or {}))
+    return klass(klass.Options.model_validate(options or {}), label)
 
 
 @dataclass

@@ -18,9 +18,7 @@ import difflib
 import importlib
 from collections.abc import Callable
 from importlib.metadata import entry_points
-from typing import Any, Literal, TypeVar, get_args
-
-from pydantic import BaseModel
+from typing import Literal, TypeVar, get_args
 
 from trialrun.errors import PluginNotFound
 
@@ -147,11 +145,6 @@ def did_you_mean(word: str, choices: list[str] | set[str]) -> str:
     return f"; did you mean {close[0]!r}?" if close else ""
 
 
-def options_model(cls: type) -> type[BaseModel] | None:
-    """The plugin's `Options` model, or None for a plugin that takes no options."""
-    return getattr(cls, "Options", None)
-
-
 def load_class(path: str, kind: str) -> type:
     """Import `pkg.module:Class` (or `pkg.module.Class`)."""
     module_name, sep, attr = path.partition(":")
@@ -182,12 +175,3 @@ def _base(kind: str) -> type | None:
     module, _, attr = path.partition(":")
     return getattr(importlib.import_module(module), attr)
 
-
-def build(kind: Kind, name: str, options: dict[str, Any] | BaseModel | None = None,
-          **kwargs: Any) -> Any:
-    """Resolve and construct a plugin with validated options (tests and one-off use)."""
-    cls = resolve(kind, name)
-    model = options_model(cls)
-    if model is not None and not isinstance(options, BaseModel):
-        options = model.model_validate(options or {})
-    return cls(options, **kwargs)

@@ -263,24 +263,23 @@ class Store:
     def episode_columns(self, run_id: str, columns: list[str]) -> dict[str, list[Any]]:
         """The named columns of a run's episodes, ordered by episode id: one query, raw
         driver rows, no per-row objects (100,000-episode runs load in seconds)."""
-        return self._columns("SELECT {cols} FROM episode WHERE run_id = :r ORDER BY id",
-                             EpisodeRow, columns, run_id)
+        return self._columns(EpisodeRow, columns, run_id, "episode x",
+                             "x.run_id = :r ORDER BY x.id")
 
     def step_columns(self, run_id: str, columns: list[str]) -> dict[str, list[Any]]:
         """The named columns of a run's steps, ordered by episode id then step index."""
-        cols = ", ".join(f"s.{c}" for c in columns)
-        return self._columns(
-            "SELECT " + cols + " FROM step s JOIN episode e ON e.id = s.episode_id "
-            "WHERE e.run_id = :r ORDER BY s.episode_id, s.idx", StepRow, columns, run_id,
-            formatted=True)
+        return self._columns(StepRow, columns, run_id,
+                             "step x JOIN episode e ON e.id = x.episode_id",
+                             "e.run_id = :r ORDER BY x.episode_id, x.idx")
 
-    def _columns(self, sql: str, table: Any, columns: list[str], run_id: str,
-                 formatted: bool = False) -> dict[str, list[Any]]:
+    def _columns(self, table: Any, columns: list[str], run_id: str, source: str,
+                 where: str) -> dict[str, list[Any]]:
+        # Column names are checked against the table: they are pasted into the SQL.
         known = set(table.__table__.columns.keys())
         bad = [c for c in columns if c not in known]
         if bad:
             raise ValueError(f"no column(s) {', '.join(bad)} in {table.__tablename__}")
-        query = sql if formatted else sql.format(cols=", ".join(columns))
+        query = f"SELECT {', '.join(f'x.{c}' for c in columns)} FROM {source} WHERE {where}"
         with self.engine.connect() as c:
             rows = c.execute(text(query), {"r": run_id}).cursor.fetchall()
         values = list(zip(*rows, strict=True)) if rows else [()] * len(columns)

@@ -91,8 +91,7 @@ def load_run(store: Store, run_id: str) -> RunData:
     pos = {eid: i for i, eid in enumerate(e["id"])}
     nodes = sorted(set(s["node"]))
     code = {n: i for i, n in enumerate(nodes)}
-    sources = store.scenario_sources(run.id)
-    ask, err = escalation_costs(sources)
+    ask, err, agents = scenario_facts(store.scenario_sources(run.id))
 
     def tri(values: list) -> np.ndarray:
         return np.array([-1 if v is None else int(v) for v in values], dtype=np.int8)
@@ -129,37 +128,27 @@ def load_run(store: Store, run_id: str) -> RunData:
         nodes=nodes, attributions=[(a.first_error_node, a.decisive_node)
                                    for a in store.attributions(run.id)],
         policy=np.array([p or "never" for p in e["policy"]], dtype=object),
-        cost_per_ask=ask, cost_per_error=err, agent_order=agent_order(sources),
+        cost_per_ask=ask, cost_per_error=err, agent_order=agents,
     )
 
 
-def escalation_costs(sources: dict[str, str]) -> tuple[float, float]:
-    """The scenarios' `escalation:` prices (c_h per ask, c_e per unasked error). A run mixing
-    scenarios with different prices uses the highest, and the report says which it used."""
+def scenario_facts(sources: dict[str, str]) -> tuple[float, float, list[str]]:
+    """What the analysis needs from the run's stored scenarios, read in one pass: the
+    `escalation:` prices (c_h per ask, c_e per unasked error; a run mixing scenarios with
+    different prices uses the highest, which the report prints) and each scenario's agent
+    label (`agent.name`, else its type) in the run's order."""
     import yaml
 
     from trialrun.scenarios.schema import EscalationSpec
 
-    specs = []
+    specs, agents = [], []
     for text in sources.values():
         data = yaml.safe_load(text)
-        block = data.get("escalation") if isinstance(data, dict) else None
-        specs.append(EscalationSpec.model_validate(block or {}))
-    if not specs:
-        specs = [EscalationSpec()]
-    return max(s.cost_per_ask for s in specs), max(s.cost_per_error for s in specs)
-
-
-def agent_order(sources: dict[str, str]) -> list[str]:
-    """Each scenario's agent label (`agent.name`, else its type), in the run's order."""
-    import yaml
-
-    out: list[str] = []
-    for text in sources.values():
-        data = yaml.safe_load(text)
-        agent = data.get("agent") if isinstance(data, dict) else None
-        if isinstance(agent, dict):
-            label = agent.get("name") or agent.get("type")
-            if isinstance(label, str) and label not in out:
-                out.append(label)
-    return out
+        data = data if isinstance(data, dict) else {}
+        specs.append(EscalationSpec.model_validate(data.get("escalation") or {}))
+        agent = data.get("agent")
+        label = (agent.get("name") or agent.get("type")) if isinstance(agent, dict) else None
+        if isinstance(label, str) and label not in agents:
+            agents.append(label)
+    specs = specs or [EscalationSpec()]
+    return max(x.cost_per_ask for x in specs), max(x.cost_per_error for x in specs), agents

@@ -156,7 +156,6 @@ class RunSummary(BaseModel):
         description=MEANINGS["failed_without_graded_error"])
     user_fault_failures: int
     predicted_success: float | None = Field(description=MEANINGS["predicted_success"])
-    observed_success: float | None = Field(description="success.rate, repeated")
     recovered: int = Field(0, description=MEANINGS["recovered"])
     escalation: Escalation
     latency: dict[str, Percentiles] = Field(default_factory=dict)
@@ -278,7 +277,7 @@ def summarize(d: RunData, cost_per_ask: float | None = None,
         nodes=nodes, first_error_nodes=dict(fe.most_common()),
         failed_without_graded_error=int((failed & ~graded_error).sum()),
         user_fault_failures=int((failed & d.user_fault).sum()),
-        predicted_success=predicted, observed_success=k / n if n else None,
+        predicted_success=predicted,
         recovered=int((scored & graded_error & (d.success == 1)).sum()),
         escalation=escalation_counts(d), latency=latency,
         reliability=reliability(d, cost_per_ask, cost_per_error, cp=cp) if deep and n
