@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import random
 from abc import ABC, abstractmethod
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from typing import Any, ClassVar
 
 from pydantic import BaseModel, ConfigDict, Field
@@ -112,3 +114,14 @@ class Agent(ABC):
 
     async def close(self) -> None:  # noqa: B027 - optional hook
         pass
+
+    @asynccontextmanager
+    async def running(self, ctx: AgentContext, first: Observation) -> AsyncIterator[None]:
+        """The agent's life in one episode: `start`, the steps, then `close` whatever ended
+        it. Agents that run their own loop beside the episode's (`SelfDrivingAgent`) keep
+        their task here, so it never outlives the episode."""
+        await self.start(ctx, first)
+        try:
+            yield
+        finally:
+            await self.close()

@@ -265,6 +265,13 @@ def _check_references(loaded: LoadedScenario, out: Collector) -> None:
                 out.add(("node_map", tool), f"unknown tool {tool!r}"
                         f"{did_you_mean(str(tool), tool_names)} (the world offers: "
                         f"{', '.join(sorted(tool_names))})")
+        agent_map = getattr(loaded.agent_options, "node_map", None)  # NodeMapOptions
+        for tool in agent_map or {}:
+            if tool not in tool_names and tool not in ("ask_human", "finish"):
+                known = sorted(tool_names | {"ask_human", "finish"})
+                out.add(("agent", "params", "node_map", tool), f"unknown tool {tool!r}"
+                        f"{did_you_mean(str(tool), known)} (the keys are the world's tools, "
+                        f"ask_human and finish: {', '.join(known)})")
     _check_checkpoints(loaded, out)
     _check_reachable(loaded, agent_nodes, tool_names, out)
 

@@ -16,7 +16,7 @@ from trialrun.variants import agent_variants, parse_agent
 
 def test_parse_agent_takes_a_name_or_a_mapping():
     assert parse_agent("scripted:retail") == {"type": "scripted:retail"}
-    assert parse_agent("{type: openai, model: m, name: small}")["name"] == "small"
+    assert parse_agent("{type: openai, name: small, params: {model: m}}")["name"] == "small"
     with pytest.raises(ValueError, match="expected a name or a mapping"):
         parse_agent("[1, 2]")
     with pytest.raises(ValueError, match="named twice"):
@@ -24,13 +24,27 @@ def test_parse_agent_takes_a_name_or_a_mapping():
                        [{"type": "scripted:retail"}, {"type": "scripted:retail"}])
 
 
+def test_an_agent_of_the_scenarios_type_keeps_its_params_under_its_own():
+    scenario = load_scenario(RETAIL / "known_error_rates.yaml")
+    base = scenario.agent_options.model_dump()
+    [same, other] = agent_variants([scenario], [
+        {"type": "scripted:retail", "name": "asks", "params": {"ask": "always"}},
+        {"type": "scripted:always_ask", "name": "baseline"}])
+    assert same.scenario.agent.label == "asks"
+    assert same.agent_options.ask == "always"  # its own param wins
+    assert same.agent_options.error_rates == base["error_rates"]  # the scenario's is kept
+    assert other.scenario.agent.params == {}  # another type takes none of them
+
+
 def test_a_planted_gap_between_two_agents_is_recovered_paired(store):
     # `sloppy` errs at resolve 40% of the time; on this single-refund task every error at
     # resolve is fatal, so its success is 40 points lower than the clean agent's.
-    agents = [{"type": "scripted:retail", "name": "clean"},
+    # The scenario's own agent errs; an agent of its type keeps its params unless overridden.
+    clean = {"error_rates": {}}
+    agents = [{"type": "scripted:retail", "name": "clean", "params": clean},
               {"type": "scripted:retail", "name": "sloppy",
                "params": {"error_rates": {"resolve": 0.4}}},
-              {"type": "scripted:retail", "name": "twin"}]
+              {"type": "scripted:retail", "name": "twin", "params": clean}]
     loaded = agent_variants([load_scenario(RETAIL / "known_error_rates.yaml")], agents)
     run = anyio.run(lambda: run_episodes(store, loaded, options=RunOptions(seeds=200)))
     a = summarize(load_run(store, run.run_id), deep=False, bar=0.9).agents

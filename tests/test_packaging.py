@@ -5,11 +5,12 @@ exactly what `trialrun` needs)."""
 from __future__ import annotations
 
 import ast
+import importlib.util
 import re
 import subprocess
 import sys
 import tomllib
-from importlib.metadata import packages_distributions
+from importlib.metadata import distribution, packages_distributions
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -18,6 +19,8 @@ DATA = ROOT / "sandbox" / "worlds" / "codebase" / "repos"  # code for agents to 
 
 
 def _imports(folders: list[str]) -> set[str]:
+    """Every module imported (dotted: namespace packages such as `langgraph` are split over
+    several distributions, so the top-level name alone does not say which)."""
     names: set[str] = set()
     for folder in folders:
         for path in (ROOT / folder).rglob("*.py"):
@@ -25,9 +28,9 @@ def _imports(folders: list[str]) -> set[str]:
                 continue
             for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
                 if isinstance(node, ast.Import):
-                    names |= {a.name.split(".")[0] for a in node.names}
+                    names |= {a.name for a in node.names}
                 elif isinstance(node, ast.ImportFrom) and node.module and not node.level:
-                    names.add(node.module.split(".")[0])
+                    names.add(node.module)
     return names
 
 
@@ -37,11 +40,22 @@ def _third_party(modules: set[str]) -> set[str]:
         p.stem for p in (ROOT / "examples").iterdir()}  # examples import each other by path
     out = set()
     for m in modules:
-        if m in sys.stdlib_module_names or m in local:
+        top = m.split(".")[0]
+        if top in sys.stdlib_module_names or top in local:
             continue
-        assert m in dists, f"{m!r} is imported but no installed distribution provides it"
-        out |= {_norm(d) for d in dists[m]}
+        assert top in dists, f"{top!r} is imported but no installed distribution provides it"
+        out |= {_norm(d) for d in (dists[top] if len(dists[top]) == 1 else [_owner(m)])}
     return out
+
+
+def _owner(module: str) -> str:
+    """The distribution whose files hold `module` (a namespace package's part)."""
+    origin = Path(importlib.util.find_spec(module).origin).resolve()
+    for dist in packages_distributions()[module.split(".")[0]]:
+        for f in distribution(dist).files or []:
+            if Path(f.locate()).resolve() == origin:
+                return dist
+    raise AssertionError(f"no installed distribution holds {module} ({origin})")
 
 
 def _norm(name: str) -> str:

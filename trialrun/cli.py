@@ -94,7 +94,8 @@ def run(
     agent: Annotated[list[str] | None, typer.Option(
         "--agent", help="run every scenario with this agent instead (repeat to compare "
         "agents on the same tasks, seeds and trials): a name like scripted:retail, or a "
-        "mapping like '{type: openai, model: m, name: small}'")] = None,
+        "mapping like '{type: openai, name: small, params: {model: m}}' (an agent of the "
+        "scenario's own type keeps the scenario's params under its own)")] = None,
     bar: Annotated[float | None, typer.Option(
         help="with several agents: the success an agent must reach to ship; the cheapest "
              "that does is marked")] = None,

@@ -165,28 +165,29 @@ class Episode:
             task={"id": self.task["id"], "instruction": self.task.get("instruction", "")},
             seed=self.key.seed, rng=stable_rng("agent", self.key.seed, self.key.trial,
                                                self.key.task))
-        try:
-            await self.agent.start(ctx, obs)
-        except AgentError as e:
-            raise InfraError(f"agent failed to start: {e}") from e
-
         budgets = self.sc.budgets
         end, note = EndReason.truncated, f"step budget of {budgets.max_steps} ran out"
+        started = False
         try:
-            # One cancel scope for the whole loop: a scope per await costs more than a step.
-            with anyio.move_on_after(budgets.max_wall_time) as wall:
-                for index in range(budgets.max_steps):
-                    ended = await self.step(index, obs)
-                    if ended is not None:
-                        end, note = ended
-                        break
-                    obs = await self.hook("observe", Observation)
-                    over = self.over_budget()
-                    if over is not None:
-                        end, note = EndReason.truncated, over
-                        break
-        finally:  # the agent's connections and processes go, whatever ended the episode
-            await self.agent.close()
+            # The agent is closed (connections, processes, its own task) whatever ends this.
+            async with self.agent.running(ctx, obs):
+                started = True
+                # One cancel scope for the whole loop: a scope per await costs more than a step.
+                with anyio.move_on_after(budgets.max_wall_time) as wall:
+                    for index in range(budgets.max_steps):
+                        ended = await self.step(index, obs)
+                        if ended is not None:
+                            end, note = ended
+                            break
+                        obs = await self.hook("observe", Observation)
+                        over = self.over_budget()
+                        if over is not None:
+                            end, note = EndReason.truncated, over
+                            break
+        except AgentError as e:
+            if started:
+                raise InfraError(f"agent: {e}") from e
+            raise InfraError(f"agent failed to start: {e}") from e
         if wall.cancelled_caught:
             end, note = EndReason.truncated, "wall-time budget ran out"
         return await self.finish(end, note, t0)
@@ -281,9 +282,12 @@ class Episode:
 
     def checkpoint(self, decision: Decision, index: int, irreversible: bool) -> str | None:
         """Why a human must approve this decision first, or None. Asking for help is the
-        agent's own escalation and finishing changes nothing: neither is reviewed."""
+        agent's own escalation and finishing changes nothing: neither is reviewed. An action
+        the agent itself asked to have approved always is."""
         if decision.kind in ("ask_human", "finish"):
             return None
+        if decision.approval is not None:
+            return f"the agent asked for approval: {decision.approval}"[:500]
         return self.policy.should_review(ReviewRequest(decision, index, irreversible,
                                                        self.reviews))
 

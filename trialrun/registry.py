@@ -18,7 +18,7 @@ import difflib
 import importlib
 from collections.abc import Callable
 from importlib.metadata import entry_points
-from typing import Literal, TypeVar, get_args
+from typing import Any, Literal, TypeVar, get_args
 
 from trialrun.errors import PluginNotFound
 
@@ -37,6 +37,7 @@ _BUILTIN: dict[str, dict[str, str]] = {
         "scripted:never_ask": "trialrun.agents.generic",
         "openai": "trialrun.agents.openai_agent",
         "process": "trialrun.agents.process_agent",
+        "langgraph": "trialrun.agents.langgraph_agent",
     },
     "grader": {name: "trialrun.graders.builtin" for name in (
         "world", "assert", "args_match", "reply_contains", "state_equals")},
@@ -147,6 +148,12 @@ def did_you_mean(word: str, choices: list[str] | set[str]) -> str:
 
 def load_class(path: str, kind: str) -> type:
     """Import `pkg.module:Class` (or `pkg.module.Class`)."""
+    return load_object(path, kind)
+
+
+def load_object(path: str, kind: str) -> Any:
+    """Import whatever `pkg.module:name` names (a class, a graph, a factory); errors say
+    which `kind` of thing was wanted."""
     module_name, sep, attr = path.partition(":")
     if not sep:
         module_name, _, attr = path.rpartition(".")

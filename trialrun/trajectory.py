@@ -90,6 +90,9 @@ class Decision(BaseModel):
     # Why the agent's arguments could not be read (e.g. a model sent text that is not JSON):
     # the call is the agent's graded error, whatever the tool's schema says.
     args_error: str | None = None
+    # The agent itself asked a human to approve this action before it runs (a LangGraph
+    # `interrupt()`), in its own words: reviewed at the checkpoint whatever the policy says.
+    approval: str | None = None
 
     def label(self) -> str:
         if self.kind == "tool_call":

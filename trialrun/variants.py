@@ -48,7 +48,7 @@ def policy_variants(loaded: list[LoadedScenario], labels: list[str]) -> list[Loa
 
 def parse_agent(spec: str) -> dict[str, Any]:
     """`--agent` as given on the command line: a name (`scripted:retail`) or a YAML/JSON
-    mapping (`{type: openai, model: gpt-x, name: small}`)."""
+    mapping (`{type: openai, name: small, params: {model: gpt-x}}`)."""
     try:
         value = yaml.safe_load(spec)
     except yaml.YAMLError as e:
@@ -63,7 +63,10 @@ def parse_agent(spec: str) -> dict[str, Any]:
 def agent_variants(loaded: list[LoadedScenario], agents: list[dict[str, Any]]
                    ) -> list[LoadedScenario]:
     """One copy of each scenario per agent, on the same tasks, seeds and trials. An agent's
-    label is its `name`, else its type; two agents may not share a label."""
+    label is its `name`, else its type; two agents may not share a label. An agent of the
+    type the scenario already names keeps the scenario's params under its own (so
+    `{type: openai, name: big, params: {model: gpt-4o}}` changes the model and keeps the
+    prompt and node map)."""
     labels = [a.get("name") or a["type"] for a in agents]
     dupes = sorted({x for x in labels if labels.count(x) > 1})
     if dupes:
@@ -71,7 +74,12 @@ def agent_variants(loaded: list[LoadedScenario], agents: list[dict[str, Any]]
     out = []
     for agent, label in zip(agents, labels, strict=True):
         def update(data: dict[str, Any], agent: dict[str, Any] = agent) -> None:
-            data["agent"] = copy.deepcopy(agent)
+            mine = copy.deepcopy(agent)
+            theirs = data.get("agent") or {}
+            if isinstance(theirs, dict) and theirs.get("type") == mine["type"]:
+                params = theirs.get("params") or {}
+                mine["params"] = {**params, **(mine.get("params") or {})}
+            data["agent"] = mine
 
         out += [_variant(ls, label, update) for ls in loaded]
     return out
