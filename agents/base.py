@@ -112,6 +112,13 @@ class Agent(ABC):
     async def feedback(self, fb: Feedback) -> None:  # noqa: B027 - optional hook
         """Told the result of the last decision (tool output, denial, human answer)."""
 
+    async def adopt(self, decision: Decision, obs: Observation) -> None:
+        """Take a recorded decision as this agent's own (a fork replays the record up to its
+        step, then this agent goes on). The default decides and discards the result, so a
+        seeded agent draws its randomness as in the recording; agents with a conversation
+        (LLMs) put the recorded turn into it instead, with no model call."""
+        await self.decide(obs)
+
     async def close(self) -> None:  # noqa: B027 - optional hook
         pass
 

@@ -65,7 +65,7 @@ from pydantic import Field, field_validator
 from trialrun.agents.base import Agent, AgentContext, AgentError, Feedback, NodeMapOptions
 from trialrun.agents.model_client import Conversation, ModelClient, Prices
 from trialrun.registry import register
-from trialrun.trajectory import Decision, Observation, ToolResult
+from trialrun.trajectory import Decision, ModelCall, Observation, ToolResult
 
 __all__ = ["OpenAIAgent", "OpenAIOptions", "UnmappedToolWarning"]
 
@@ -203,17 +203,41 @@ class OpenAIAgent(Agent):
         self.last = decision
         return decision
 
-    async def _turn(self) -> None:
-        """One model call; its decisions go to the queue."""
+    async def adopt(self, decision: Decision, obs: Observation) -> None:
+        """The recorded turn goes into the conversation as if the model had said it: a fork
+        makes no model call for its prefix, whatever model or prompt goes on from there."""
+        if self.first_obs:
+            self.first_obs = False
+        elif obs.text:
+            self.user_notes.append(obs.text)
+        if not self.queue:
+            if not decision.model_calls:
+                raise AgentError("openai agent: the recorded decision carries no model call "
+                                 "to adopt (was it made by another kind of agent?)")
+            self._notes_in()
+            call = decision.model_calls[-1]
+            self._take(call.response, call)
+        _, self.call_id, self.error = self.queue.popleft()
+        self.last = decision
+
+    def _notes_in(self) -> None:
         for note in self.user_notes:
             self.conv.add({"role": "user", "content": note})
         self.user_notes.clear()
+
+    async def _turn(self) -> None:
+        """One model call; its decisions go to the queue."""
+        self._notes_in()
         assert self.client is not None
         try:
             response, call = await self.client.complete(self.conv.request())
         except AgentError:
             await self.client.aclose()  # the loop will not call close() after this
             raise
+        self._take(response, call)
+
+    def _take(self, response: dict[str, Any], call: ModelCall) -> None:
+        """The model's turn into the conversation, its decisions into the queue."""
         msg = response["choices"][0]["message"]
         content = msg.get("content")
         content = content if isinstance(content, str) else ""

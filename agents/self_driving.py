@@ -11,8 +11,10 @@ first (finished, a budget, an abort), the agent's task is cancelled.
 
 An exception escaping `drive` is the agent's own crash: the episode ends there, as a
 `finish` decision whose text says what was raised, and is scored like any other unfinished
-work. Only `AgentError` (a fault outside the agent: its model API, its process) is an
-infrastructure error, retried and never scored.
+work. A fault outside the agent is an infrastructure error, retried and never scored:
+`AgentError`, and what the usual clients raise when a model endpoint fails (httpx transport
+errors, 429 and 5xx statuses, the OpenAI/Anthropic SDKs' connection, timeout, rate-limit
+and server errors), also as the cause of what the agent raised.
 """
 
 from __future__ import annotations
@@ -33,6 +35,12 @@ from trialrun.trajectory import Decision, Observation, ToolResult, ToolSpec
 __all__ = ["Port", "SelfDrivingAgent", "SelfDrivingOptions", "outcome_text"]
 
 DENIED = "Denied: a human reviewer did not approve this call, so it did not run."
+
+
+class CannotAdopt(AgentError):
+    """A recorded decision was handed to an agent that makes its own (a fork past step 0)."""
+
+    retryable = False
 
 
 class SelfDrivingOptions(NodeMapOptions):
@@ -67,6 +75,32 @@ def _text(output: Any) -> str:
     import json
 
     return json.dumps(output, default=str, sort_keys=True)
+
+
+# Exceptions of the usual model SDKs that mean the endpoint, not the agent, failed.
+_SDK_FAULTS = frozenset({"APIConnectionError", "APITimeoutError", "RateLimitError",
+                         "InternalServerError", "ServiceUnavailableError", "OverloadedError"})
+
+
+def _model_fault(e: BaseException, depth: int = 0) -> str | None:
+    """Why `e` (raised by an agent's own code) is a fault of its model endpoint — a
+    connection that failed, a timeout, 429 or 5xx — or None: the agent's own crash."""
+    import httpx
+
+    if depth > 8:
+        return None
+    if isinstance(e, BaseExceptionGroup):
+        faults = [_model_fault(x, depth + 1) for x in e.exceptions]
+        return next((f for f in faults if f), None)
+    if isinstance(e, httpx.TransportError):
+        return f"{type(e).__name__}: {e}"
+    if isinstance(e, httpx.HTTPStatusError) and (e.response.status_code == 429
+                                                 or e.response.status_code >= 500):
+        return f"HTTP {e.response.status_code} from {e.request.url}"
+    if any(c.__name__ in _SDK_FAULTS for c in type(e).__mro__):
+        return f"{type(e).__name__}: {e}"
+    cause = e.__cause__ or e.__context__
+    return _model_fault(cause, depth + 1) if cause is not None and depth < 8 else None
 
 
 class Port:
@@ -148,16 +182,21 @@ class SelfDrivingAgent(Agent):
         send, self._inbox = anyio.create_memory_object_stream[_Pending](math.inf)
         self._current: _Pending | None = None
         self.port = Port(self, ctx, first, send)
+        failed: Exception | None = None
         try:
             async with anyio.create_task_group() as tg:
                 tg.start_soon(self._drive, send)
                 try:
                     yield
+                except Exception as e:  # noqa: BLE001 - re-raised below, not in a group
+                    failed = e
                 finally:
                     tg.cancel_scope.cancel()
         finally:
             self._inbox.close()
             await self.close()
+        if failed is not None:  # the episode's own error (InfraError...), as it was raised
+            raise failed
 
     async def _drive(self, send: MemoryObjectSendStream[_Pending]) -> None:
         """The agent's task. Nothing escapes it but cancellation: its end is a decision."""
@@ -169,9 +208,15 @@ class SelfDrivingAgent(Agent):
         except AgentError as e:
             last = e
         except Exception as e:  # noqa: BLE001 - the agent's own crash ends its episode
-            last = Decision(kind="finish", node=finish_node,
-                            text=f"the agent raised {type(e).__name__}: {e}"[:2000])
+            fault = _model_fault(e)
+            last = AgentError(f"the agent's model endpoint failed: {fault}") if fault else \
+                Decision(kind="finish", node=finish_node,
+                         text=f"the agent raised {type(e).__name__}: {e}"[:2000])
         await send.send(_Pending(last))
+
+    async def adopt(self, decision: Decision, obs: Observation) -> None:
+        raise CannotAdopt(f"{self.name or type(self).__name__} runs its own loop and cannot "
+                          "take over a recorded prefix: fork it at step 0")
 
     async def decide(self, obs: Observation) -> Decision:
         self.observation = obs

@@ -40,9 +40,9 @@ async def attribute_episode(store: Store, plan: ScenarioPlan, episode_id: str) -
         k = st.index
         tried += 1
         prefix = [s.decision for s in original.steps[:k]]
-        # The same agent, seeded as before, shadows the prefix so that past the corrected
+        # The same agent, seeded as before, adopts the prefix so that past the corrected
         # step it makes the choices it would have made: only step k changes.
-        agent = RecordedAgent(prefix, then=plan.new_agent(), shadow=True)
+        agent = RecordedAgent(prefix, then=plan.new_agent())
         n_prefix_reviews = sum(1 for s in original.steps[:k]
                                if s.checkpoint and s.checkpoint.reviewed)
         human = RecordedHuman(answers[:n_prefix_reviews],

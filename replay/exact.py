@@ -8,6 +8,9 @@ deterministic under its seed (or the code changed): exactly what a regression ca
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
 from pydantic import BaseModel
 
 from trialrun.agents.base import Agent, AgentContext, Feedback
@@ -21,30 +24,33 @@ from trialrun.trajectory import Decision, EpisodeResult, Observation
 class RecordedAgent(Agent):
     """Plays back recorded decisions in order, then hands over to `then` (a fork).
 
-    With `shadow`, the successor also decides at every recorded step (its decision is
-    discarded): a seeded agent then consumes its randomness exactly as in the recording and
-    goes on past the fork as it would have. Without it, the successor only sees feedback.
-    """
+    The successor adopts every recorded decision (`Agent.adopt`) and sees its feedback, so
+    that past the record it goes on from where the recording was: a seeded agent has drawn
+    its randomness as in the recording, an LLM agent has the recorded turns in its
+    conversation (no model call for them)."""
 
     name = "recorded"
 
-    def __init__(self, decisions: list[Decision], then: Agent | None = None,
-                 shadow: bool = False) -> None:
+    def __init__(self, decisions: list[Decision], then: Agent | None = None) -> None:
         super().__init__()
         self.decisions = list(decisions)
         self.then = then
-        self.shadow = shadow
 
-    async def start(self, ctx: AgentContext, first: Observation) -> None:
-        await super().start(ctx, first)
-        if self.then is not None:
-            await self.then.start(ctx, first)
+    @asynccontextmanager
+    async def running(self, ctx: AgentContext, first: Observation) -> AsyncIterator[None]:
+        await self.start(ctx, first)
+        if self.then is None:
+            yield
+            return
+        async with self.then.running(ctx, first):  # the successor's own life
+            yield
 
     async def decide(self, obs: Observation) -> Decision:
         if self.decisions:
-            if self.then is not None and self.shadow:
-                await self.then.decide(obs)
-            return self.decisions.pop(0)
+            decision = self.decisions.pop(0)
+            if self.then is not None:
+                await self.then.adopt(decision, obs)
+            return decision
         if self.then is None:
             return Decision(kind="finish", node="finish", text="end of recording")
         return await self.then.decide(obs)
@@ -52,6 +58,7 @@ class RecordedAgent(Agent):
     async def feedback(self, fb: Feedback) -> None:
         if self.then is not None:  # keep the successor's view of the episode up to date
             await self.then.feedback(fb)
+
 
 
 class StepDiff(BaseModel):

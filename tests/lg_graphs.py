@@ -98,3 +98,14 @@ def react(tools: list[Any], plan: list[tuple[str, dict[str, Any]]]) -> Any:
     g.add_conditional_edges("gate", after_gate, ["tools", "agent"])
     g.add_edge("tools", "agent")
     return g.compile()
+
+
+async def _model_down(state: MessagesState) -> dict[str, Any]:
+    import httpx
+
+    async with httpx.AsyncClient(timeout=2) as client:  # nothing listens on port 9
+        await client.post("http://127.0.0.1:9/v1/chat/completions", json={})
+    return {}
+
+
+model_down = _chain(("verify", _verify), ("agent", _model_down))

@@ -122,3 +122,14 @@ def test_a_graph_path_that_does_not_import_is_a_load_error_with_its_line():
         load_scenario_source(text, "bad.yaml")
     msg = str(e.value)
     assert "bad.yaml:" in msg and "has no 'nope'" in msg and "graph" in msg
+
+
+def test_a_graph_whose_model_endpoint_is_down_is_an_infrastructure_error(tmp_path):
+    summary = run_source(Store(f"sqlite:///{tmp_path}/s.db"),
+                         doc({"type": "langgraph",
+                              "params": {"graph": "tests.lg_graphs:model_down"}}),
+                         retry_backoff_s=0.0)
+    [result] = summary.results
+    assert result.end_reason == EndReason.error and result.success is None  # never scored
+    assert "model endpoint failed: ConnectError" in result.error
+    assert result.attempts > 1  # retried

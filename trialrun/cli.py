@@ -280,14 +280,18 @@ def show(
     from rich.table import Table
     from rich.text import Text
 
-    from trialrun.report import render_episode
+    from trialrun.report import render_episode, render_fork
     from trialrun.store import Store
 
     store = Store(db)
     console = _console()
     if "-" in ident:
         try:
-            render_episode(store.load_episode(ident), console)
+            ep = store.load_episode(ident)
+            if ep.parent is not None:  # a fork: beside its parent, from the fork's step
+                render_fork(store.load_episode(ep.parent), ep, console)
+            else:
+                render_episode(ep, console)
         except KeyError as e:
             _err(str(e.args[0]))
             raise typer.Exit(2) from None
@@ -524,6 +528,78 @@ def replay(
         console.print(f"  step {d.index} {d.what}: recorded {d.recorded!r} replayed "
                       f"{d.replayed!r}", markup=False, emoji=False)
     raise typer.Exit(1)
+
+
+@app.command()
+def fork(
+    ident: Annotated[str, typer.Argument(help="an episode id, or a run id with --failed")],
+    at: Annotated[str, typer.Option(help="the step the changed agent starts at: a number, "
+                                    "first-error or decisive")] = "first-error",
+    agent: Annotated[str | None, typer.Option(
+        "--agent", help="the changed agent: a name or a mapping like '{type: openai, params: "
+        "{model: m}}' (an agent of the scenario's own type keeps the scenario's params under "
+        "its own); default: the same agent")] = None,
+    failed: Annotated[bool, typer.Option(help="fork every failed episode of the run")] = False,
+    json_out: Annotated[Path | None, typer.Option("--json", help="write the results")] = None,
+    db: DbOption = DEFAULT_DB,
+) -> None:
+    """Replay a stored episode up to a step, then let a changed agent go on from there: is
+    the failure fixed? Forks are stored as a run, each linked to its parent."""
+    import anyio
+    from rich.progress import Progress
+
+    from trialrun.analysis.summary import LABELS, MEANINGS, Proportion
+    from trialrun.errors import BadInput
+    from trialrun.replay.fork import ForkResult, fork_episodes
+    from trialrun.report import render_fork
+    from trialrun.store import Store
+    from trialrun.variants import parse_agent
+
+    if at not in ("first-error", "decisive") and not at.isdigit():
+        raise BadInput(f"--at {at!r}: expected a step number, first-error or decisive")
+    try:
+        spec = parse_agent(agent) if agent else None
+    except ValueError as e:
+        raise BadInput(str(e)) from None
+    store = Store(db)
+    if "-" in ident:
+        ids = [store.get_episode(ident).id]
+    elif not failed:
+        raise BadInput(f"{ident} is a run: add --failed to fork its failed episodes")
+    else:
+        ids = [e.id for e in store.episodes(store.get_run(ident).id) if e.success is False]
+        if not ids:
+            typer.echo(f"run {ident} has no failed episode to fork")
+            return
+    console = _console()
+    with Progress(console=console, transient=True, disable=len(ids) == 1) as bar:
+        task = bar.add_task("forking", total=len(ids))
+
+        def done(_: ForkResult) -> None:
+            bar.advance(task)
+
+        fork_run, results = anyio.run(lambda: fork_episodes(
+            store, ids, int(at) if at.isdigit() else at, spec, on_fork=done))
+    if len(results) == 1:
+        r = results[0]
+        render_fork(store.load_episode(r.parent_id), store.load_episode(r.episode_id), console)
+    failed_parents = [r for r in results if r.parent_success is False]
+    rescued = Proportion.of(sum(r.rescued for r in failed_parents), len(failed_parents))
+    if rescued.n:
+        console.print(f"{LABELS['rescued']}: {rescued.k} of {rescued.n} ({rescued.rate:.0%}, "
+                      f"95% CI {rescued.lo:.0%}–{rescued.hi:.0%}): {MEANINGS['rescued']}",
+                      markup=False)
+    diverged = [r.parent_id for r in results if not r.prefix_identical]
+    if diverged:
+        console.print(f"warning: the replayed prefix differs from the record in "
+                      f"{len(diverged)} fork(s) (the world is not deterministic under its "
+                      f"seed, or the code changed): {', '.join(diverged[:5])}", markup=False)
+    console.print(f"fork run {fork_run}; see a fork with: trialrun show EPISODE_ID",
+                  markup=False)
+    if json_out:
+        json_out.write_text(json.dumps({
+            "fork_run": fork_run, "rescued": rescued.model_dump(),
+            "forks": [r.model_dump() | {"rescued": r.rescued} for r in results]}, indent=2))
 
 
 @app.command("check-world")

@@ -4,6 +4,7 @@
     ├── PluginNotFound      a name in YAML or on the command line that resolves to nothing
     ├── InvalidScenario     a scenario file with problems (see scenarios.loader.ScenarioError)
     ├── NotFound            a run or episode id that is not in the store
+    ├── BadInput            a command-line value that cannot be used (says what was expected)
     └── InfraError          a fault of the harness, a model or a container: retried, never scored
 """
 
@@ -27,6 +28,10 @@ class NotFound(TrialrunError, KeyError):
 
     def __str__(self) -> str:  # KeyError would quote the message
         return str(self.args[0]) if self.args else ""
+
+
+class BadInput(TrialrunError):
+    """A command-line value that cannot be used; the message says what was expected."""
 
 
 class InfraError(TrialrunError):

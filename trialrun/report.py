@@ -286,3 +286,34 @@ def render_policies(s: RunSummary, console: Console) -> None:
                   f"{p.human_minutes_per_episode:.2f}", str(p.aborted),
                   "★" if p.on_frontier else "")
     console.print(t)
+
+
+def render_fork(parent, fork, console: Console | None = None) -> None:
+    """A fork beside its parent from the fork's step: the shared prefix in one line, then
+    each side's steps. Everything the agent or the world wrote is plain text."""
+    console = console or Console()
+    k = fork.fork_at or 0
+    console.print(Text.assemble(
+        (f"fork of {fork.parent} at step {k}", "bold"),
+        f"  ({k} step(s) replayed from the record)  parent: ",
+        _verdict(parent.success), "  fork: ", _verdict(fork.success)))
+    t = Table(show_lines=False)
+    t.add_column("#")
+    t.add_column(f"parent ({_plain(parent.agent)})")
+    t.add_column(f"fork ({_plain(fork.agent)})")
+    for i in range(k, max(len(parent.steps), len(fork.steps))):
+        t.add_row(str(i), *(_side(ep.steps[i]) if i < len(ep.steps) else Text("")
+                            for ep in (parent, fork)))
+    console.print(t)
+    for ep, who in ((parent, "parent"), (fork, "fork")):
+        console.print(Text(f"{who}: ended {ep.end_reason.value} ({ep.end_note})"))
+
+
+def _verdict(success: bool | None) -> Text:
+    return {True: Text("success", style="green"), False: Text("failure", style="red"),
+            None: Text("not scored", style="yellow")}[success]
+
+
+def _side(st) -> Text:
+    mark = {True: ("✓ ", "green"), False: ("✗ ", "red"), None: ("  ", "")}[st.passed]
+    return Text.assemble(mark, f"{st.node}: {st.decision.label()[:60]}")

@@ -67,6 +67,8 @@ class EpisodeRow(SQLModel, table=True):
     final_digest: str = ""
     outcome_grades: str = "[]"
     metrics: str = "{}"
+    parent_id: str | None = None  # a fork: the episode it was forked from
+    fork_at: int | None = None  # a fork: the first step its own agent decided
 
 
 class StepRow(SQLModel, table=True):
@@ -208,7 +210,7 @@ class Store:
             user_fault=r.user_fault, error=r.error, attempts=r.attempts,
             final_digest=r.final_digest,
             outcome_grades=json.dumps([g.model_dump(mode="json") for g in r.outcome_grades]),
-            metrics=json.dumps(r.metrics),
+            metrics=json.dumps(r.metrics), parent_id=r.parent, fork_at=r.fork_at,
         )
         steps = [_step_row(ep_id, st) for st in r.steps]
         if self._sqlite is not None:
@@ -257,7 +259,7 @@ class Store:
             metrics=json.loads(row.metrics), sim_time=row.sim_time, wall_ms=row.wall_ms,
             cost=row.cost, tokens=row.tokens, error=row.error, attempts=row.attempts,
             ambiguous=row.ambiguous, user_fault=row.user_fault, final_digest=row.final_digest,
-            policy=row.policy or "never")
+            policy=row.policy or "never", parent=row.parent_id, fork_at=row.fork_at)
 
     # --- columnar reads for the analysis -------------------------------------------------
     def episode_columns(self, run_id: str, columns: list[str]) -> dict[str, list[Any]]:

@@ -198,6 +198,10 @@ class EpisodeResult(BaseModel):
     user_fault: bool = False  # the simulated user, not the agent, caused the failure
     final_digest: str = ""
     policy: str = "never"  # the checkpoint policy's label, e.g. "every_n:3"
+    # A fork: the episode it was forked from, and the first step this agent decided itself
+    # (steps before it are the parent's, replayed).
+    parent: str | None = None
+    fork_at: int | None = None
 
     # Derived per-episode facts: one definition each, used by the store and everything after.
     @property

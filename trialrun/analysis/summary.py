@@ -64,6 +64,7 @@ LABELS: dict[str, str] = {
     "propagation": "propagation",
     "steps_needing_help": "steps that needed help",
     "help_rate": "help rate",
+    "rescued": "rescued by the fork",
 }
 MEANINGS: dict[str, str] = {
     "success": "scored episodes whose outcome graders passed (Wilson 95% CI)",
@@ -89,6 +90,8 @@ MEANINGS: dict[str, str] = {
     "steps_needing_help": (
         "decisions (finishing included) where the world judged that asking a human was right"),
     "help_rate": "share of decisions at which the agent asked a human",
+    "rescued": "failed episodes that succeed when forked, the same prefix replayed and the "
+               "changed agent deciding from the fork's step (Wilson 95% CI)",
 }
 
 
