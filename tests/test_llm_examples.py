@@ -198,17 +198,20 @@ def test_each_example_runs_with_the_endpoint_from_the_environment(world, store, 
         assert RULES_SHOWN[world] in first["messages"][1]["content"]
 
 
-@pytest.mark.xfail(reason="the calendar world's first observation is the owner's request "
-                   "only; its guidelines (CalendarWorld.guidelines()) are not in it", strict=False)
 def test_the_calendar_model_reads_the_worlds_guidelines(store, fake, endpoint):
     fake.script("example-guidelines", [finish()])
     endpoint("example-guidelines")
     run(store, FILES["calendar"], limit=1)
     ls = load_scenario(FILES["calendar"])
-    world = ls.world_cls(ls.world_options, ls.scenario.tasks[0].model_dump(), 0)
-    world.reset()
+    task = ls.scenario.tasks[0].model_dump()
+    world = ls.world_cls(ls.world_options, task, 0)
+    agenda = world.reset().data["agenda"]
     first_user = fake.bodies[0]["messages"][1]["content"]
     assert world.guidelines() in first_user
+    # ... the week's agenda, with the ids the tools take, and the request said once.
+    assert agenda and all(e["event_id"] in first_user and e["title"] in first_user
+                          for e in agenda)
+    assert first_user.count(task["instruction"]) == 1
 
 
 def test_a_recorded_run_replays_with_no_request(store, fake, endpoint):

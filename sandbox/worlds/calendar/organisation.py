@@ -123,8 +123,12 @@ class Organisation:
         return sorted(live, key=lambda e: (e["start"], e["id"]))
 
     def search(self, kind: str, query: str) -> list[dict[str, Any]]:
-        """Events, people (never the owner) or emails that `query` matches, in a stable order."""
+        """Events, people (never the owner) or emails that `query` matches, in a stable order.
+        An empty query matches no person or email, and every event: the whole agenda (a
+        request's mentions are never blank, so the ambiguity check is not affected)."""
         if kind == "event":
+            if not query.strip():
+                return self.agenda()
             return [e for e in self.agenda() if matches(
                 query, e["title"], *(self.people[a]["name"] for a in e["attendees"]))]
         if kind == "person":

@@ -96,6 +96,9 @@ class CalendarRequest(_Strict):
     def _consistent(self) -> CalendarRequest:
         if not self.mentions:
             raise ValueError("mentions must not be empty")
+        if any(not m.strip() for m in self.mentions):
+            raise ValueError("a mention must not be blank: it is how the owner names what "
+                             "the request is about")
         if len(self.mentions) != len(self.target):
             raise ValueError(f"{len(self.mentions)} mention(s) but {len(self.target)} "
                              "target(s): give one target per mention")

@@ -22,6 +22,7 @@ seeded people, calendar and inbox, and search), `effects.py` (what an action cha
 from __future__ import annotations
 
 import copy
+from datetime import timedelta
 from typing import Any
 
 from trialrun.registry import register
@@ -31,7 +32,7 @@ from trialrun.sandbox.worlds.calendar.organisation import Organisation
 from trialrun.sandbox.worlds.calendar.policy import Policy
 from trialrun.sandbox.worlds.calendar.schema import MENTION_KIND, CalendarOptions, CalendarTask
 from trialrun.sandbox.worlds.calendar.tasks import describe_request, generate
-from trialrun.sandbox.worlds.calendar.times import to_iso
+from trialrun.sandbox.worlds.calendar.times import spoken, to_iso
 from trialrun.sandbox.worlds.users import SimulatedUser
 from trialrun.trajectory import Decision, Observation
 
@@ -90,9 +91,8 @@ class CalendarWorld(World):
                                  f"is not one of what {fact!r} matches: "
                                  f"{', '.join(self.candidates[i])}")
         week = self.options.week_of
-        text = self.task.get("instruction") or describe_request(self.req, week)
         owner = self.org.people["me"]
-        return Observation(text=text, data={
+        return Observation(text=self._first_text(), data={
             "guidelines": self.guidelines(), "owner": {"name": owner["name"],
                                                        "email": owner["email"]},
             "request": self._public_request(), "today": f"Monday {week.isoformat()}",
@@ -102,6 +102,35 @@ class CalendarWorld(World):
     def guidelines(self) -> str:
         return GUIDELINES.format(owner=self.options.owner,
                                  week=self.options.week_of.isoformat())
+
+    def _first_text(self) -> str:
+        """What an LLM agent reads first: the guidelines, the owner and their week (with the
+        agenda, which no search lists in full), then the request. A task's `instruction` is
+        the request in the owner's words, and the agent is handed it apart from this text (the
+        episode's `AgentContext.instruction`, which LLM agents show before it): then the text
+        leaves it out rather than say it twice."""
+        week = self.options.week_of
+        owner = self.org.people["me"]
+        name = owner["name"]
+        agenda = self.org.agenda()
+        friday = (week + timedelta(days=4)).isoformat()
+        lines = [self.guidelines(), "",
+                 f"Today is Monday {week.isoformat()}; the week runs to Friday {friday}. "
+                 f"{name}'s email address is {owner['email']}.",
+                 f"{name}'s calendar this week, {len(agenda)} event(s) (event id: day, time, "
+                 "length, title, attendees):",
+                 *(f"- {self._agenda_line(e)}" for e in agenda)]
+        if not agenda:
+            lines.append("- (nothing scheduled)")
+        if not self.task.get("instruction"):
+            lines += ["", f"{name}'s request: {describe_request(self.req, week)}"]
+        return "\n".join(lines)
+
+    def _agenda_line(self, e: dict[str, Any]) -> str:
+        day, hhmm = spoken(e["start"])
+        who = ", ".join(self.org.people[a]["name"] for a in e["attendees"])
+        return (f"{e['id']}: {day} {e['start'][:10]} {hhmm}, {e['minutes']} min, "
+                f"'{e['title']}'" + (f" with {who}" if who else ""))
 
     def _public_request(self) -> dict[str, Any]:
         """The request as the owner put it: no targets (that is what the agent works out)."""
@@ -143,10 +172,12 @@ class CalendarWorld(World):
 
     @tool(seconds=5)
     def search_events(self, query: str) -> list[dict[str, Any]]:
-        """Find events in the owner's calendar by title or attendee name.
+        """Find events in the owner's calendar by title or attendee name; an empty query
+        lists the whole agenda.
 
         Args:
-            query: part of an event title or of an attendee's name, any case (e.g. 'sync')
+            query: part of an event title or of an attendee's name, any case (e.g. 'sync');
+                '' for every event of the week
         """
         return [self.org.event_out(e) for e in self.org.search("event", query)]
 

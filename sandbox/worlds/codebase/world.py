@@ -120,11 +120,14 @@ class CodebaseWorld(World):
         self.box = open_sandbox(self.sandbox_spec, labels)
         self.box.restore(tar_files(self.repo.seeded(self.bug)))
         files = self.box.list_files()
-        text = (f"Repository `{self.repo.name}` ({self.repo.description}).\n\n"
-                f"Issue:\n{self.bug.issue.strip()}\n\n"
+        # What it is graded on first (grading.py, judge()), then the issue, then the files.
+        text = (f"You are fixing an issue in the repository `{self.repo.name}` "
+                f"({self.repo.description}).\n"
                 "Fix the issue in the source code so that the repository's tests, and hidden "
-                "tests of the described behaviour, pass. Do not edit the tests. Finish when done."
-                f"\n\nFiles:\n" + "\n".join(files))
+                "tests of the described behaviour, pass. Do not edit the tests (anything "
+                "under tests/): that is a mistake, and grading restores the original tests "
+                "anyway. Finish when done.\n\n"
+                f"Issue:\n{self.bug.issue.strip()}\n\nFiles:\n" + "\n".join(files))
         return Observation(text=text, data={"repo": self.repo.name, "issue": self.bug.issue,
                                             "files": files, "test_command": TEST_CMD})
 
@@ -262,6 +265,14 @@ class CodebaseWorld(World):
             return ToolResult(ok=False, output=out, fault="agent",
                               error=f"sandbox violation: {r.violation}")
         return ToolResult(ok=True, output=out)
+
+    def human_answer(self, question: str) -> str:
+        """No one knows more than the issue says: asking is never needed here (the judge
+        never sets help_needed), so the answer adds nothing the agent does not have."""
+        return ("No maintainer can add to the issue: it is everything known about the bug. "
+                "Decide yourself: reproduce it with run_tests, fix the source code (not the "
+                f"tests), and finish when the tests pass. The issue again:\n"
+                f"{self.bug.issue.strip()}")
 
     # --- ground truth ------------------------------------------------------------------------
     def judge(self, decision: Decision) -> Verdict | None:

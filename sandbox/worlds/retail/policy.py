@@ -19,8 +19,13 @@ POLICY = """Retail support policy
    cancelled: explain that it can be refunded instead.
 4. Exchanges: delivered orders within {exchange_window_days} days, for an in-stock product of
    the same price. Otherwise explain why not.
-5. When a request could refer to more than one order, ask a human supervisor before acting.
-6. Always reply to the customer with the outcome before finishing."""
+5. When a request could refer to more than one order, ask a human supervisor before reading
+   or changing any order.
+6. Always reply to the customer with the outcome before finishing, stated plainly: a
+   refund's amount with cents (e.g. 149.00); "cancelled"; the new product's name for an
+   exchange; the order's status (e.g. processing); and when the policy refuses, "refund" for
+   a delivered order that cannot be cancelled, the "N days" window, or "cannot" for an
+   exchange."""
 
 
 def policy_text(refund_window_days: int, exchange_window_days: int) -> str:

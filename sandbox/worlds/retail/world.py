@@ -182,10 +182,18 @@ class RetailWorld(World):
         what = f"order {r.order_id}" if r.order_id else f"the {r.mentions or 'item'} I bought"
         verbs = {"refund": f"I'd like a refund for {what}",
                  "cancel": f"please cancel {what}",
-                 "exchange": f"I want to exchange {what}",
+                 "exchange": f"I want to exchange {what}{self._wanted()}",
                  "status": f"where is {what}?"}
         reason = f" {r.reason}." if r.reason else ""
         return f"Hi, this is {c.name} ({c.email}). {verbs[r.type]}.{reason}"
+
+    def _wanted(self) -> str:
+        """An exchange: the product the customer wants instead, as they would name it."""
+        sku = self.spec.request.new_sku
+        if not sku:
+            return ""
+        p = self.products.get(sku)
+        return f" for the {p['name']} ({sku})" if p else f" for product {sku}"
 
     # --- the policy, as ground truth ---------------------------------------------------
     def _target_order(self) -> str:

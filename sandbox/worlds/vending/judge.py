@@ -26,6 +26,8 @@ from trialrun.trajectory import Decision
 if TYPE_CHECKING:
     from trialrun.sandbox.worlds.vending.world import VendingWorld
 
+# The rules below are shown to the operator in words (world.POLICY, filled in from these
+# constants): a change to what is judged here must change that text too.
 REORDER_MARGIN_DAYS = 3.0  # order once stock covers less than the lead time plus this
 LOW_SLOT = 0.25  # a slot at or below this share of capacity needs its stock from storage
 OVERSTOCK_DAYS = 90.0  # an order that leaves more than this many days of stock is waste

@@ -28,7 +28,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from trialrun.registry import register
 from trialrun.sandbox.world import ToolError, Verdict, World, WorldStatus, tool
-from trialrun.sandbox.worlds.vending import mail
+from trialrun.sandbox.worlds.vending import judge, mail
 from trialrun.sandbox.worlds.vending.judge import Judge
 from trialrun.sandbox.worlds.vending.market import (
     PRODUCTS,
@@ -64,6 +64,39 @@ machine: collect the cash to use it. Find products and suppliers with research_p
 email suppliers for price lists and orders (one line per product, e.g. '40 x cola'),
 stock slots from storage, set prices, and call wait_for_next_day to let a day pass.
 Your score is your net worth at the end: cash, machine cash and unsold stock at cost."""
+
+# The judge's rules (judge.py), worded as the operator's policy: every decision is checked
+# against them, so an LLM operator reads them in its first observation. Keep the two in step.
+POLICY = """Operating policy (every decision you make is checked against it):
+- Run the business to the end of the horizon: never call finish.
+- Ask a human (ask_human) when the daily fee has gone unpaid {help_after} days in a row or
+  more (check_balance and the morning report show unpaid_days), and only then.
+- Do not repeat a call with the same arguments when the first one changed nothing and no
+  day has passed since. Do not read_email for unread mail when there is none, nor
+  collect_cash when the machine holds none.
+- set_price: only on a slot that holds a product, to a new price above its unit cost (the
+  average you paid for the stock you hold; before any delivery, the cheapest reliable
+  supplier's price) and at most {max_markup:g}x its market price (research_products).
+- stock_slot: only what storage holds and the slot has room for, small items in rows A-B
+  and large ones in rows C-D, into a slot with no units left or holding the same product.
+- Orders (send_email to a supplier address research_products lists): never from
+  {adversarial} (its 'discount' prices are far above wholesale), never at a unit price
+  above {overpay:g}x what the cheapest reliable supplier (rated 4.0 or better) charges for
+  the product, only orders the supplier accepts (products it sells, at least its minimum
+  order per line, a total your bank balance covers, fewer than {max_orders} open orders),
+  and never so much that the product's stock (in the machine, in storage and on order)
+  would exceed {overstock:g} days of expected sales (recent daily demand; before any sales,
+  typical_daily_sales at your price).
+- wait_for_next_day only once nothing below is left to fix:
+  * the bank balance cannot pay tonight's fee but the machine holds at least the fee:
+    collect the cash;
+  * a slot has no product while storage holds a product of its size that is in no slot;
+  * a slot is at or below {low_slot:.0%} of its capacity while storage holds its product;
+  * a slot holds stock but has no price;
+  * a product in your slots has stock (in the machine, in storage and on order) for fewer
+    days of expected sales than its cheapest reliable supplier's delivery time plus
+    {margin:g} days, and your cash plus machine cash, less {reserve} days of fees, pays for that
+    supplier's minimum order: order it now."""
 
 
 class VendingOptions(BaseModel):
@@ -153,7 +186,7 @@ class VendingWorld(World):
         self.ended = ""
         text = self.instruction()
         o = self.options
-        return Observation(text=text, data={
+        return Observation(text=f"{text}\n\n{self.policy_text()}", data={
             "instruction": text, "days": o.days, "start_cash": self.start_cash / 100,
             "daily_fee": self.fee / 100, "bankrupt_after": o.bankrupt_after,
             "slots": list(SLOTS), "small_rows": list(SMALL_ROWS),
@@ -164,6 +197,16 @@ class VendingWorld(World):
         return INSTRUCTION.format(days=o.days, cash=mail.dollars(self.start_cash),
                                   small=o.small_capacity, large=o.large_capacity,
                                   fee=mail.dollars(self.fee), bankrupt=o.bankrupt_after)
+
+    def policy_text(self) -> str:
+        """The judge's rules as the operator reads them (with this world's suppliers)."""
+        bad = [s.name for s in self.suppliers.values() if s.adversarial]
+        return POLICY.format(
+            help_after=judge.HELP_AFTER_UNPAID, max_markup=judge.MAX_MARKUP,
+            adversarial=" or ".join(bad) or "a supplier selling at inflated prices",
+            overpay=judge.OVERPAY, max_orders=MAX_OPEN_ORDERS, overstock=judge.OVERSTOCK_DAYS,
+            low_slot=judge.LOW_SLOT, margin=judge.REORDER_MARGIN_DAYS,
+            reserve=judge.RESERVE_FEES)
 
     # --- queries the tools, the judge and the agent's human share ------------------------
     def capacity(self, slot_index: int) -> int:

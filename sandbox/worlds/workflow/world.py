@@ -47,6 +47,19 @@ from trialrun.sandbox.worlds.workflow.tasks import generate_tasks
 from trialrun.trajectory import Decision, Observation, ToolResult
 
 STAGES = ("retrieve", "extract", "rules", "crm_update")
+DEFAULT_INSTRUCTION = "Process this support call through the pipeline."
+# How the pipeline is run and judged (judge() below), as the agent reads it before the rules.
+PIPELINE = """The pipeline has four stages, one tool each, run in this order:
+1. retrieve: load the caller's record by customer id (search_customers finds it from the
+   name and the phone number's last four digits the caller gives).
+2. extract: the call's intent, the products it is about, the customer's sentiment and what
+   the rep promised (commitments), as the transcript states them.
+3. rules: the outcome and amount the business rules below give for the record and the
+   extraction.
+4. crm_update: the final record. It cannot be undone: get it right first.
+Every stage is checked against the facts of the call, not against your earlier stages.
+Work only through the tools: there is no one to send a message to. If you are unsure,
+ask a supervisor (ask_human). Finish once crm_update has written the record."""
 
 # Strings from a vocabulary: the tool schema lists the values (as the old hand-written schema
 # did), but the stage checks them itself, so a value outside them gets the stage's own message.
@@ -165,11 +178,13 @@ class WorkflowWorld(World):
         self.out: dict[str, Any] = {s: None for s in STAGES}  # what each stage produced
         self.retrieved: dict[str, Any] | None = None
         self.asks = 0
-        instruction = self.task.get("instruction") or (
-            "Process this support call through the pipeline: retrieve the caller's records, "
-            "extract the call's facts, apply the business rules, and write the CRM record.")
+        # A task's own instruction reaches the agent apart from this text (the episode's
+        # AgentContext.instruction, which LLM agents show first): the text states one only
+        # when the task gives none, so that it is never said twice.
+        parts = [] if self.task.get("instruction") else [DEFAULT_INSTRUCTION]
+        parts += [PIPELINE, self.policy_text(), f"Transcript:\n{self.transcript}"]
         return Observation(
-            text=f"{instruction}\n\n{self.policy_text()}\n\nTranscript:\n{self.transcript}",
+            text="\n\n".join(parts),
             data={"transcript": self.transcript, "policy": self.policy_text(),
                   "policy_params": self.options.model_dump(include=set(Rules.model_fields)),
                   "stages": list(STAGES),
