@@ -33,16 +33,24 @@ resumes (`Command(resume={id: answer})`):
 - anything else is a question: an `ask_human` decision, answered with the human's words.
 
 A graph without a checkpointer gets an in-memory one (interrupts need one); each episode is
-its own thread. Mind the pitfalls in LangGraph's own docs: a node re-runs from its top when
-resumed, and a bare `except Exception` in a node swallows the interrupt.
+its own thread. With `checkpointer: FILE.sqlite` the graph's checkpoints are durable, its
+thread named by the run and episode: when the scenario's human is a real reviewer
+(`human: {type: reviewer}`), an episode paused at an approval goes on in another process
+(`trialrun run --resume RUN_ID` once the item is answered) from the graph's own checkpoint —
+the recorded steps replayed into the world, the graph resumed with the reviewer's answer,
+no node before the interrupt run again. Mind LangGraph's own pitfalls: a node re-runs from
+its top when resumed, and a bare `except Exception` in a node swallows the interrupt.
 """
 
 from __future__ import annotations
 
 import json
 import uuid
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from typing import Any
 
+import anyio
 from langchain_core.callbacks import BaseCallbackHandler
 from langchain_core.messages import HumanMessage
 from langchain_core.runnables import RunnableConfig
@@ -51,9 +59,17 @@ from langgraph.checkpoint.memory import InMemorySaver
 from langgraph.types import Command
 from pydantic import Field, field_validator
 
-from trialrun.agents.self_driving import Port, SelfDrivingAgent, SelfDrivingOptions, outcome_text
+from trialrun.agents.base import AgentError, Feedback
+from trialrun.agents.self_driving import (
+    CannotAdopt,
+    Port,
+    SelfDrivingAgent,
+    SelfDrivingOptions,
+    outcome_text,
+)
 from trialrun.registry import PluginNotFound, load_object, register
-from trialrun.trajectory import ToolSpec
+from trialrun.scope import episode_scope
+from trialrun.trajectory import Decision, Observation, ToolSpec
 
 __all__ = ["LangGraphAgent", "LangGraphOptions"]
 
@@ -68,6 +84,10 @@ class LangGraphOptions(SelfDrivingOptions):
     tool_nodes: list[str] = Field(default_factory=lambda: ["tools"], description="graph "
                                   "nodes that only run tools other nodes decided")
     recursion_limit: int = Field(200, ge=1, description="graph steps per episode")
+    checkpointer: str = Field("memory", description="where the graph's checkpoints live: "
+                              "memory, or a SQLite file, so that an episode paused for a "
+                              "reviewer goes on from the graph's own checkpoint in another "
+                              "process (`run --resume`)")
 
     @field_validator("graph")
     @classmethod
@@ -103,28 +123,78 @@ def _proposal(value: Any) -> tuple[str, dict[str, Any], str] | None:
 class LangGraphAgent(SelfDrivingAgent):
     Options = LangGraphOptions
 
+    def __init__(self, options: Any = None) -> None:
+        super().__init__(options)
+        self._approval_fb: Feedback | None = None  # a resumed episode's answered review
+        self._approval_ready = anyio.Event()
+
+    @property
+    def durable(self) -> bool:
+        return self.options.checkpointer != "memory"
+
     async def drive(self, port: Port) -> str | None:
         opts: LangGraphOptions = self.options
         self._port = port
         self._approved: dict[str, str] = {}  # an approved interrupt's action, already run
         self._decided_by: dict[str, str] = {}  # (tool, args) -> the node that asked for it
         tools = [self._tool(spec) for spec in port.tools]
-        graph = self._graph(tools)
-        config = {"configurable": {"thread_id": f"trialrun-{uuid.uuid4().hex}",
-                                   "tools": tools},
+        scope = episode_scope.get()
+        # A durable thread is named by the run and episode, so another process finds it.
+        thread = f"trialrun:{scope.run_id}:{scope.key}" if self.durable and scope.run_id \
+            else f"trialrun-{uuid.uuid4().hex}"
+        config = {"configurable": {"thread_id": thread, "tools": tools},
                   "callbacks": [_DeciderTracker(self._decided_by)],
                   "recursion_limit": opts.recursion_limit}
-        task = port.prompt()
-        state: Any = ({"messages": [HumanMessage(task)]} if opts.input_key == "messages"
-                      else {opts.input_key: task})
-        while True:
-            out = await graph.ainvoke(state, config)
-            pending = out.get("__interrupt__") if isinstance(out, dict) else None
-            if not pending:
-                return _final_words(out)
-            state = Command(resume={i.id: await self._answer(i.value) for i in pending})
+        async with self._checkpointer() as saver:
+            graph = self._graph(tools, saver)
+            task = port.prompt()
+            state: Any = ({"messages": [HumanMessage(task)]} if opts.input_key == "messages"
+                          else {opts.input_key: task})
+            if scope.resuming and self.durable:
+                pending = (await graph.aget_state(config)).interrupts
+                if not pending:
+                    raise CannotAdopt(f"langgraph: thread {thread} has no pending interrupt "
+                                      "to go on from")
+                await self._approval_ready.wait()  # the paused review, answered
+                state = Command(resume={i.id: self._approval_answer(i.value) for i in pending})
+            elif self.durable:
+                await saver.adelete_thread(thread)  # a fresh start (a retry) begins clean
+            while True:
+                out = await graph.ainvoke(state, config)
+                pending = out.get("__interrupt__") if isinstance(out, dict) else None
+                if not pending:
+                    return _final_words(out)
+                state = Command(resume={i.id: await self._answer(i.value) for i in pending})
 
-    def _graph(self, tools: list[Any]) -> Any:
+    @asynccontextmanager
+    async def _checkpointer(self) -> AsyncIterator[Any]:
+        if not self.durable:
+            yield InMemorySaver()
+            return
+        from langgraph.checkpoint.sqlite.aio import AsyncSqliteSaver
+
+        async with AsyncSqliteSaver.from_conn_string(self.options.checkpointer) as saver:
+            try:
+                await saver.setup()
+            except Exception as e:  # noqa: BLE001 - the harness's store, not the agent
+                raise AgentError(f"langgraph checkpointer {self.options.checkpointer}: "
+                                 f"{type(e).__name__}: {e}") from e
+            yield saver
+
+    async def adopt(self, decision: Decision, obs: Observation) -> None:
+        """Going on from a pause, the graph's own checkpoint holds the recorded steps: each
+        is taken as done; the paused review's answer comes with its feedback."""
+        if not (self.durable and episode_scope.get().resuming):
+            await super().adopt(decision, obs)
+
+    async def feedback(self, fb: Feedback) -> None:
+        if self._current is None and fb.decision.approval is not None:  # an adopted review
+            self._approval_fb = fb
+            self._approval_ready.set()
+            return
+        await super().feedback(fb)
+
+    def _graph(self, tools: list[Any], saver: Any) -> Any:
         opts: LangGraphOptions = self.options
         obj = load_object(opts.graph, "langgraph graph")
         if not hasattr(obj, "ainvoke") and callable(obj):
@@ -133,8 +203,8 @@ class LangGraphAgent(SelfDrivingAgent):
             obj = obj.compile()  # a StateGraph the factory did not compile
         if not hasattr(obj, "ainvoke"):
             raise TypeError(f"{opts.graph} gave {type(obj).__name__}, not a compiled graph")
-        if getattr(obj, "checkpointer", None) in (None, False):
-            obj = obj.copy(update={"checkpointer": InMemorySaver()})
+        if self.durable or getattr(obj, "checkpointer", None) in (None, False):
+            obj = obj.copy(update={"checkpointer": saver})
         return obj
 
     def _tool(self, spec: ToolSpec) -> Any:
@@ -160,6 +230,18 @@ class LangGraphAgent(SelfDrivingAgent):
         if decider:
             return decider
         return ran_in if ran_in and ran_in not in opts.tool_nodes else ""
+
+    def _approval_answer(self, value: Any) -> Any:
+        """The answer to a pending approval interrupt from its reviewed step's feedback."""
+        fb = self._approval_fb
+        assert fb is not None
+        text = outcome_text(fb)
+        if fb.denied or fb.executed is not None:
+            return {"approved": False, "comment": text}
+        proposal = _proposal(value)
+        if proposal is not None:
+            self._approved[_key(proposal[0], proposal[1])] = text
+        return {"approved": True, "result": text}
 
     async def _answer(self, value: Any) -> Any:
         """The answer to one `interrupt(value)`: a reviewed action, or a human's words."""

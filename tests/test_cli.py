@@ -8,9 +8,9 @@ import sys
 import time
 
 
-def trialrun(*args, cwd, timeout=300):
+def trialrun(*args, cwd, timeout=300, env=None):
     return subprocess.run([sys.executable, "-m", "trialrun.cli", *args], cwd=cwd,
-                          capture_output=True, text=True, timeout=timeout)
+                          capture_output=True, text=True, timeout=timeout, env=env)
 
 
 def test_run_retail_suite_and_read_it_back(tmp_path):

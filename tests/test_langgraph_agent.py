@@ -5,6 +5,7 @@ a crash of the graph scored as the agent's failure."""
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Any
 
@@ -133,3 +134,40 @@ def test_a_graph_whose_model_endpoint_is_down_is_an_infrastructure_error(tmp_pat
     assert result.end_reason == EndReason.error and result.success is None  # never scored
     assert "model endpoint failed: ConnectError" in result.error
     assert result.attempts > 1  # retried
+
+
+def test_a_graph_paused_for_a_reviewer_goes_on_in_another_process(tmp_path):
+    from tests.test_cli import trialrun
+
+    env_path = str(Path(__file__).parent.parent)
+    scenario = tmp_path / "reviewed.yaml"
+    scenario.write_text(doc({"type": "langgraph", "params": {
+        "graph": "tests.lg_graphs:react", "graph_args": {"plan": PLAN},
+        "checkpointer": str(tmp_path / "graph.sqlite")}},
+        checkpoints={"policy": "never", "on_deny": "retry", "human": {"type": "reviewer"}}))
+    db = f"sqlite:///{tmp_path / 'runs.db'}"
+
+    def cli(*args: str):
+        out = trialrun(*args, "--db", db, cwd=tmp_path,
+                       env={**os.environ, "PYTHONPATH": env_path})
+        assert out.returncode == 0, out.stdout + out.stderr
+        return out
+
+    cli("run", str(scenario), "--no-progress")
+    store = Store(db)
+    [run] = [r for r, _ in store.runs()]
+    assert run.status == "waiting for review"
+    [paused] = store.episodes(run.id)
+    assert paused.end_reason == "paused" and paused.success is None
+    [item] = store.reviews(run.id, "pending")
+    assert item.step == 2 and "cancel" in item.decision
+    assert "the agent asked for approval" in item.reason
+    cli("review", "approve", item.id, "--by", "ana")
+    cli("run", "--resume", run.id, "--no-progress")  # a second process
+    [done] = store.episodes(run.id)
+    result = store.load_episode(done.id)
+    assert result.success and store.get_run(run.id).status == "complete"
+    # Nothing ran twice: the graph went on from its checkpoint at the interrupt.
+    assert [s.decision.tool for s in result.steps] == [
+        "find_customer", "list_orders", "cancel", "reply", None]
+    assert result.steps[2].checkpoint.approved and result.steps[2].checkpoint.reviewer == "ana"

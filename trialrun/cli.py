@@ -263,7 +263,7 @@ def runs(db: DbOption = DEFAULT_DB, limit: int = 20) -> None:
     for col in ("run", "created", "status", "episodes", "success", "errors", "targets"):
         t.add_column(col)
     for r, agg in Store(db).runs(limit):
-        n = agg["episodes"] - agg["errors"]
+        n = agg["episodes"] - agg["errors"] - agg["paused"]  # scored episodes only
         rate = f"{100 * agg['successes'] / n:.1f}%" if n else "–"
         t.add_row(r.id, r.created_at, r.status, f"{agg['episodes']}/{r.planned}", rate,
                   str(agg["errors"]), Text(" ".join(json.loads(r.targets))))
@@ -600,6 +600,75 @@ def fork(
         json_out.write_text(json.dumps({
             "fork_run": fork_run, "rescued": rescued.model_dump(),
             "forks": [r.model_dump() | {"rescued": r.rescued} for r in results]}, indent=2))
+
+
+review_app = typer.Typer(help="The review queue: decisions waiting for a real reviewer "
+                          "(human: {type: reviewer}).", no_args_is_help=True)
+app.add_typer(review_app, name="review")
+
+
+@review_app.command("list")
+def review_list(
+    run_id: Annotated[str | None, typer.Argument(help="only this run's items")] = None,
+    all_items: Annotated[bool, typer.Option("--all", help="answered items too")] = False,
+    db: DbOption = DEFAULT_DB,
+) -> None:
+    """Items waiting for an answer (oldest first): the proposed action and why it is asked."""
+    from rich.table import Table
+    from rich.text import Text
+
+    from trialrun.store import Store
+    from trialrun.trajectory import Decision
+
+    store = Store(db)
+    items = store.reviews(store.get_run(run_id).id if run_id else None,
+                          None if all_items else "pending")
+    if not items:
+        typer.echo("no review items" if all_items else "nothing waits for review")
+        return
+    t = Table()
+    for col in ("item", "episode", "step", "proposed action", "why", "status"):
+        t.add_column(col)
+    for it in items:
+        action = Decision.model_validate_json(it.decision).label()
+        status = it.status if it.status == "pending" else \
+            f"{it.status}: {'approved' if it.approved else 'denied'} by {it.reviewer}"
+        # Actions and reasons come from agents and scenarios: plain text, never markup.
+        t.add_row(it.id, Text(it.episode_key), str(it.step), Text(action[:80]), Text(it.reason),
+                  Text(status))
+    _console().print(t)
+
+
+def _answer(item: str, approved: bool, comment: str, by: str, db: str) -> None:
+    from trialrun.store import Store
+
+    store = Store(db)
+    it = store.answer_review(item, approved, by, comment)
+    run = store.get_run(it.run_id)
+    typer.echo(f"{'approved' if approved else 'denied'} {it.id}; go on with: trialrun run "
+               f"--resume {run.id}" + ("" if db == DEFAULT_DB else f" --db {db}"))
+
+
+@review_app.command("approve")
+def review_approve(
+    item: Annotated[str, typer.Argument(help="a review item id (trialrun review list)")],
+    comment: Annotated[str, typer.Option(help="why, for the record")] = "",
+    by: Annotated[str, typer.Option(help="who answers", envvar="USER")] = "reviewer",
+    db: DbOption = DEFAULT_DB,
+) -> None:
+    """Approve a waiting decision: it runs when the episode goes on."""
+    _answer(item, True, comment, by, db)
+
+
+@review_app.command("deny")
+def review_deny(
+    item: Annotated[str, typer.Argument(help="a review item id (trialrun review list)")],
+    comment: Annotated[str, typer.Option(help="why, for the record")] = "",
+    by: Annotated[str, typer.Option(help="who answers", envvar="USER")] = "reviewer",
+    db: DbOption = DEFAULT_DB,
+) -> None:
+    """Deny a waiting decision: the scenario's on_deny says what happens instead."""
+    _answer(item, False, comment, by, db)
 
 
 @app.command("check-world")

@@ -25,9 +25,10 @@ from trialrun.agents.base import Agent, AgentContext, AgentError, Feedback
 from trialrun.checkpoints import CheckpointPolicy, ReviewRequest
 from trialrun.errors import InfraError
 from trialrun.graders.base import OutcomeContext, StepContext
-from trialrun.humans import Human
+from trialrun.humans import AwaitingReview, Human
 from trialrun.plan import ScenarioPlan, stable_rng
 from trialrun.sandbox.world import ToolError, Verdict, World, WorldStatus
+from trialrun.scope import episode_scope
 from trialrun.trajectory import (
     CheckpointEvent,
     Decision,
@@ -168,6 +169,7 @@ class Episode:
         budgets = self.sc.budgets
         end, note = EndReason.truncated, f"step budget of {budgets.max_steps} ran out"
         started = False
+        scope = episode_scope.set(episode_scope.get().with_(key=str(self.key)))
         try:
             # The agent is closed (connections, processes, its own task) whatever ends this.
             async with self.agent.running(ctx, obs):
@@ -188,6 +190,8 @@ class Episode:
             if started:
                 raise InfraError(f"agent: {e}") from e
             raise InfraError(f"agent failed to start: {e}") from e
+        finally:
+            episode_scope.reset(scope)
         if wall.cancelled_caught:
             end, note = EndReason.truncated, "wall-time budget ran out"
         return await self.finish(end, note, t0)
@@ -207,7 +211,13 @@ class Episode:
         if bad_call is None:
             reason = self.checkpoint(decision, index, irreversible)
             if reason is not None:
-                review = await self.review(decision, verdict, reason)
+                try:
+                    review = await self.review(decision, verdict, reason, index)
+                except AwaitingReview as e:  # a real reviewer: pause here, durably
+                    event = CheckpointEvent(policy=self.plan.policy_label, reason=reason,
+                                            reviewed=False, reviewer="reviewer")
+                    await self.record(index, decision, verdict, None, event, irreversible, ts)
+                    return EndReason.paused, str(e)
         to_run = review.run if review else decision
         if review is not None and review.action in ("retry", "abort"):
             await self.record(index, decision, verdict, None, review.event,
@@ -291,10 +301,17 @@ class Episode:
         return self.policy.should_review(ReviewRequest(decision, index, irreversible,
                                                        self.reviews))
 
-    async def review(self, decision: Decision, verdict: Verdict | None, reason: str) -> Review:
-        """The human answers; on a deny the scenario's `on_deny` says what happens."""
+    async def review(self, decision: Decision, verdict: Verdict | None, reason: str,
+                     index: int) -> Review:
+        """The human answers; on a deny the scenario's `on_deny` says what happens. A real
+        reviewer who has not answered yet raises `AwaitingReview`."""
         correct = verdict.correct if verdict else None
-        ans = await self.human.review(decision, correct)
+        scope = episode_scope.get()
+        token = episode_scope.set(scope.with_(key=str(self.key), step=index, reason=reason))
+        try:
+            ans = await self.human.review(decision, correct)
+        finally:
+            episode_scope.reset(token)
         self.reviews += 1
         self.human_seconds += ans.seconds
         self.world.clock.advance(ans.seconds)
@@ -389,6 +406,14 @@ class Episode:
         """Outcome grades and the episode's record. Success needs every trusted outcome
         grade to pass and an end the scenario counts: an aborted episode never succeeds, a
         truncated one only where the scenario says `budgets.success_if_truncated: true`."""
+        if end == EndReason.paused:  # not over: nothing to score yet
+            return EpisodeResult(
+                key=self.key, agent=self.agent_label, end_reason=end, success=None,
+                steps=self.steps, policy=self.plan.policy_label, end_note=note,
+                metrics={"reviews": self.reviews, "human_seconds": self.human_seconds},
+                sim_time=self.world.clock.now, wall_ms=(time.perf_counter() - t0) * 1e3,
+                cost=self.cost, tokens=self.tokens, final_digest=await self.call(
+                    self.world.digest))
         outcome = await self.call(self.world.outcome)
         if not isinstance(outcome, dict):
             raise InfraError(f"world {self.sc.world.type!r}: outcome() returned "

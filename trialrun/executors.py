@@ -70,7 +70,7 @@ class LocalExecutor(Executor):
                 # labels); the context variable reaches worker threads that start them.
                 sandbox_labels.set({"run": run_id, "episode": str(key)})
                 result = await run_with_retries(plan.scenarios[key.scenario], key,
-                                                self.options)
+                                                self.options, plan.resume_from.get(str(key)))
                 out = on_result(result)
                 if out is not None:
                     await out
@@ -80,14 +80,16 @@ class LocalExecutor(Executor):
                 tg.start_soon(worker)
 
 
-async def run_with_retries(plan: ScenarioPlan, key: EpisodeKey,
-                           opts: ExecutorOptions) -> EpisodeResult:
-    """One episode; infrastructure faults retried, then returned as an `error` episode."""
+async def run_with_retries(plan: ScenarioPlan, key: EpisodeKey, opts: ExecutorOptions,
+                           paused: EpisodeResult | None = None) -> EpisodeResult:
+    """One episode; infrastructure faults retried, then returned as an `error` episode.
+    `paused`: the record of this episode's pause for a reviewer, replayed before it goes on."""
     last = ""
     attempt = 0
     for attempt in range(1, opts.max_attempts + 1):
         try:
-            result = await run_episode(plan, key)
+            result = await (run_episode(plan, key) if paused is None
+                            else resume_paused(plan, key, paused))
             result.attempts = attempt
             return result
         except SandboxUnavailable as e:  # no engine or no image: retrying will not help
@@ -104,3 +106,22 @@ async def run_with_retries(plan: ScenarioPlan, key: EpisodeKey,
     return EpisodeResult(key=key, agent=plan.scenario.agent.label, end_reason=EndReason.error,
                          success=None, error=last, attempts=attempt, policy=plan.policy_label,
                          end_note="infrastructure error")
+
+
+async def resume_paused(plan: ScenarioPlan, key: EpisodeKey, paused: EpisodeResult
+                        ) -> EpisodeResult:
+    """Go on from a pause: the recorded decisions (the paused one included) are replayed and
+    adopted by a fresh agent, recorded answers serve the reviews before it, and the paused
+    review is asked again of the scenario's human, who now finds its answer."""
+    from trialrun.humans import RecordedHuman
+    from trialrun.replay.exact import RecordedAgent, recorded_answers
+    from trialrun.scope import episode_scope
+
+    agent = RecordedAgent([s.decision for s in paused.steps], then=plan.new_agent())
+    human = RecordedHuman(recorded_answers(paused), then=plan.new_human(key))
+    token = episode_scope.set(episode_scope.get().with_(resuming=True))
+    try:
+        return await run_episode(plan, key, agent=agent, human=human,
+                                 agent_label=paused.agent)
+    finally:
+        episode_scope.reset(token)

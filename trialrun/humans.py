@@ -14,7 +14,9 @@ from typing import Any, ClassVar, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from trialrun.errors import InfraError
 from trialrun.registry import register
+from trialrun.scope import episode_scope
 from trialrun.trajectory import Decision
 
 
@@ -91,6 +93,52 @@ class SimulatedHuman(Human):
         if correct is False:
             return self._answer(approved=u >= recall)
         return self._answer(approved=u >= o.false_deny_rate)
+
+
+class AwaitingReview(Exception):  # noqa: N818 - a state, not a failure
+    """A real reviewer has not answered yet: the episode pauses durably (its record so far
+    is stored) and goes on with `trialrun run --resume` once the item is answered."""
+
+    def __init__(self, item_id: str) -> None:
+        super().__init__(f"waiting for review {item_id}")
+        self.item_id = item_id
+
+
+class ReviewerOptions(HumanOptions):
+    deadline_s: float | None = Field(None, gt=0, description="wall seconds an item may wait; "
+                                     "then `fallback` answers it (recorded as expired)")
+    fallback: Literal["approve", "deny"] = Field("deny", description="the answer past the "
+                                                 "deadline")
+
+
+@register("human", "reviewer")
+class ReviewerHuman(Human):
+    """A real person, through the store's review queue (`trialrun review`, or the web app):
+    the first time a decision needs review it is queued and the episode pauses; once
+    answered, the resumed episode finds the answer here. Never sees the world's verdict."""
+
+    Options = ReviewerOptions
+    options: ReviewerOptions
+
+    async def review(self, decision: Decision, correct: bool | None) -> HumanAnswer:
+        scope = episode_scope.get()
+        if scope.store is None or scope.run_id is None or scope.key is None \
+                or scope.step is None:
+            raise InfraError("a reviewer human answers through a run's store: run the "
+                             "scenario with `trialrun run`")
+        item = scope.store.add_review(scope.run_id, scope.key, scope.step,
+                                      decision.model_dump_json(exclude_none=True),
+                                      scope.reason, self.options.deadline_s)
+        if item.status == "pending" and item.deadline_s is not None:
+            from trialrun.store import age_s
+
+            if age_s(item.created_at) > item.deadline_s:
+                item = scope.store.answer_review(item.id, self.options.fallback == "approve",
+                                                 "fallback", "past its deadline", "expired")
+        if item.status == "pending":
+            raise AwaitingReview(item.id)
+        return HumanAnswer(approved=bool(item.approved), seconds=self.options.seconds_per_review,
+                           cost=self.options.cost_per_review, reviewer=item.reviewer or "reviewer")
 
 
 class ScriptedOptions(HumanOptions):

@@ -21,7 +21,7 @@ from trialrun.registry import resolve
 from trialrun.sandbox.world import World
 from trialrun.scenarios.loader import LoadedScenario
 from trialrun.scenarios.schema import Scenario
-from trialrun.trajectory import EpisodeKey
+from trialrun.trajectory import EpisodeKey, EpisodeResult
 
 
 def stable_rng(*parts: object) -> random.Random:
@@ -111,6 +111,9 @@ class RunPlan:
     scenarios: dict[str, ScenarioPlan]
     overrides: dict[str, Any] = field(default_factory=dict)
     limit: int | None = None
+    # Paused episodes that go on (`run --resume` once their review is answered), by key:
+    # their record is the prefix each replays before deciding live again.
+    resume_from: dict[str, EpisodeResult] = field(default_factory=dict)
 
     @classmethod
     def build(cls, loaded: list[LoadedScenario], overrides: dict[str, Any] | None = None,

@@ -41,7 +41,8 @@ _BUILTIN: dict[str, dict[str, str]] = {
     },
     "grader": {name: "trialrun.graders.builtin" for name in (
         "world", "assert", "args_match", "reply_contains", "state_equals")},
-    "human": {name: "trialrun.humans" for name in ("simulated", "scripted", "oracle")},
+    "human": {name: "trialrun.humans" for name in ("simulated", "scripted", "oracle",
+                                                  "reviewer")},
     "checkpoint": {name: "trialrun.checkpoints" for name in (
         "never", "always", "every_n", "before_irreversible", "below_confidence", "budget",
         "nodes")},

@@ -17,6 +17,7 @@ from trialrun.executors import Executor, ExecutorOptions
 from trialrun.plan import RunPlan
 from trialrun.registry import resolve
 from trialrun.scenarios.loader import LoadedScenario, load_scenario_source
+from trialrun.scope import EpisodeScope, episode_scope
 from trialrun.store import Store
 from trialrun.trajectory import EndReason, EpisodeResult
 
@@ -49,6 +50,7 @@ class RunSummary:
     ran: int = 0
     skipped: int = 0  # already done in an earlier, interrupted invocation
     errors: int = 0
+    paused: int = 0  # waiting for a real reviewer: `resume` goes on once answered
     wall_s: float = 0.0
     results: list[EpisodeResult] = field(default_factory=list)
 
@@ -89,6 +91,8 @@ async def run_episodes(
             raise NotFound(str(e.args[0])) from None
         plan = plan_of_run(store, run_id)
         store.drop_errors(run_id)  # errors are not outcomes: run those episodes again
+        # Paused episodes whose review is answered go on from where they stopped.
+        plan.resume_from = store.paused_ready(run_id)
         done = store.done_keys(run_id)
         store.set_status(run_id, "running")
     else:
@@ -108,17 +112,22 @@ async def run_episodes(
         store.save_episode(run_id, result)
         summary.ran += 1
         summary.errors += result.end_reason == EndReason.error
+        summary.paused += result.end_reason == EndReason.paused
         if keep_results:
             summary.results.append(result)
         if on_episode:
             on_episode(result)
 
+    token = episode_scope.set(EpisodeScope(store=store, run_id=run_id))
     try:
         await executor.run(plan, todo, run_id, on_result)
     except BaseException:
         store.set_status(run_id, "interrupted")
         raise
-    store.set_status(run_id, "complete")
+    finally:
+        episode_scope.reset(token)
+    waiting = store.count_paused(run_id)
+    store.set_status(run_id, "waiting for review" if waiting else "complete")
     summary.wall_s = time.perf_counter() - t0
     return summary
 

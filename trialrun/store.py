@@ -110,8 +110,34 @@ class AttributionRow(SQLModel, table=True):
     tried: int = 0
 
 
+class ReviewRow(SQLModel, table=True):
+    """A decision waiting for a real reviewer (`human: {type: reviewer}`), and the answer."""
+
+    __tablename__ = "review"
+    __table_args__ = (UniqueConstraint("run_id", "episode_key", "step"),)
+
+    id: str = Field(primary_key=True)
+    run_id: str = Field(index=True, foreign_key="run.id")
+    episode_key: str
+    step: int
+    created_at: str
+    decision: str  # the Decision, JSON
+    reason: str = ""  # why the policy asked
+    status: str = "pending"  # pending | answered | expired
+    approved: bool | None = None
+    comment: str = ""
+    reviewer: str = ""  # who answered
+    answered_at: str | None = None
+    deadline_s: float | None = None  # wall seconds from created_at; then the fallback answers
+
+
 def _now() -> str:
     return datetime.now(UTC).isoformat(timespec="seconds")
+
+
+def age_s(stamp: str) -> float:
+    """Seconds since an ISO timestamp the store wrote."""
+    return (datetime.now(UTC) - datetime.fromisoformat(stamp)).total_seconds()
 
 
 def _dump(model: Any) -> str:
@@ -168,10 +194,11 @@ class Store:
             out = []
             for r in rows:
                 agg = s.exec(text(
-                    "SELECT count(*), sum(success = 1), sum(end_reason = 'error') "
-                    "FROM episode WHERE run_id = :r").bindparams(r=r.id)).one()
+                    "SELECT count(*), sum(success = 1), sum(end_reason = 'error'), "
+                    "sum(end_reason = 'paused') FROM episode WHERE run_id = :r"
+                ).bindparams(r=r.id)).one()
                 out.append((r, {"episodes": agg[0] or 0, "successes": agg[1] or 0,
-                                "errors": agg[2] or 0}))
+                                "errors": agg[2] or 0, "paused": agg[3] or 0}))
             return out
 
     # --- episodes --------------------------------------------------------------------
@@ -192,6 +219,89 @@ class Store:
                 s.exec(delete(EpisodeRow).where(EpisodeRow.id.in_(ids)))
                 s.commit()
             return len(ids)
+
+    # --- the review queue: decisions waiting for a real reviewer ----------------------
+    def review_item(self, run_id: str, key: str, step: int) -> ReviewRow | None:
+        with Session(self.engine) as s:
+            return s.exec(select(ReviewRow).where(
+                ReviewRow.run_id == run_id, ReviewRow.episode_key == key,
+                ReviewRow.step == step)).first()
+
+    def add_review(self, run_id: str, key: str, step: int, decision: str, reason: str,
+                   deadline_s: float | None) -> ReviewRow:
+        """The pending item for this step (created once: a resumed episode finds it)."""
+        item = self.review_item(run_id, key, step)
+        if item is not None:
+            return item
+        item = ReviewRow(id=f"{run_id}-r{uuid.uuid4().hex[:10]}", run_id=run_id,
+                         episode_key=key, step=step, decision=decision,
+                         created_at=datetime.now(UTC).isoformat(),  # deadlines need < 1 s
+                         reason=reason, deadline_s=deadline_s)
+        with Session(self.engine) as s:
+            s.add(item)
+            s.commit()
+            s.refresh(item)
+            return item
+
+    def reviews(self, run_id: str | None = None, status: str | None = None
+                ) -> list[ReviewRow]:
+        with Session(self.engine) as s:
+            q = select(ReviewRow)
+            if run_id is not None:
+                q = q.where(ReviewRow.run_id == run_id)
+            if status is not None:
+                q = q.where(ReviewRow.status == status)
+            return list(s.exec(q.order_by(ReviewRow.created_at)).all())
+
+    def answer_review(self, item_id: str, approved: bool, reviewer: str, comment: str = "",
+                      status: str = "answered") -> ReviewRow:
+        """Record an answer; an item already answered keeps its first answer (a second
+        answer must not silently turn a deny into an approve)."""
+        with Session(self.engine) as s:
+            item = s.get(ReviewRow, item_id)
+            if item is None:
+                raise NotFound(f"no review item {item_id!r} in {self.safe_url}")
+            if item.status != "pending":
+                raise NotFound(f"review item {item_id} was already {item.status} "
+                               f"({'approved' if item.approved else 'denied'} by "
+                               f"{item.reviewer or 'the fallback'})")
+            item.approved, item.reviewer, item.comment = approved, reviewer, comment
+            item.status, item.answered_at = status, _now()
+            s.add(item)
+            s.commit()
+            s.refresh(item)
+            return item
+
+    def count_paused(self, run_id: str) -> int:
+        with Session(self.engine) as s:
+            return len(s.exec(select(EpisodeRow.id).where(
+                EpisodeRow.run_id == run_id,
+                EpisodeRow.end_reason == EndReason.paused.value)).all())
+
+    def paused_ready(self, run_id: str) -> dict[str, EpisodeResult]:
+        """The run's paused episodes whose review has been answered, by key, taken out of
+        the store (their record is the prefix they go on from; the resumed episode is
+        stored in their place)."""
+        with Session(self.engine) as s:
+            rows = s.exec(select(EpisodeRow.id, EpisodeRow.key, EpisodeRow.n_steps).where(
+                EpisodeRow.run_id == run_id,
+                EpisodeRow.end_reason == EndReason.paused.value)).all()
+        ready: dict[str, EpisodeResult] = {}
+        for ep_id, key, n_steps in rows:
+            item = self.review_item(run_id, key, n_steps - 1)
+            waiting = item is not None and item.status == "pending" and (
+                item.deadline_s is None or age_s(item.created_at) <= item.deadline_s)
+            if not waiting:  # answered, or past its deadline: the fallback answers it
+                ready[key] = self.load_episode(ep_id)
+        if ready:
+            with Session(self.engine) as s:
+                ids = s.exec(select(EpisodeRow.id).where(
+                    EpisodeRow.run_id == run_id, EpisodeRow.key.in_(list(ready)),
+                    EpisodeRow.end_reason == EndReason.paused.value)).all()
+                s.exec(delete(StepRow).where(StepRow.episode_id.in_(ids)))
+                s.exec(delete(EpisodeRow).where(EpisodeRow.id.in_(ids)))
+                s.commit()
+        return ready
 
     def save_episode(self, run_id: str, r: EpisodeResult) -> str:
         # 64 random bits: 32 collide within a 100,000-episode run (birthday bound).

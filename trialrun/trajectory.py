@@ -26,6 +26,7 @@ class EndReason(StrEnum):
     truncated = "truncated"  # a budget ran out
     aborted = "aborted"  # a human denied and the policy stops
     error = "error"  # harness or infrastructure failure; retried, never scored
+    paused = "paused"  # waiting for a real reviewer; goes on with `run --resume`, never scored
 
 
 class ToolSpec(BaseModel):

@@ -64,8 +64,9 @@ class RunData:
 
     @property
     def scored(self) -> np.ndarray:
-        """Episodes that count in metrics: everything but infrastructure errors."""
-        return self.end_reason != "error"
+        """Episodes that count in metrics: everything but infrastructure errors and
+        episodes paused for a reviewer (they are not over)."""
+        return (self.end_reason != "error") & (self.end_reason != "paused")
 
     def first_fail_idx(self) -> np.ndarray:
         """Per episode, the step index of its first error (`EpisodeResult.first_error`, stored
