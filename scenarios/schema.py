@@ -156,6 +156,26 @@ class Budgets(Strict):
         "truncated episode is never a success")
 
 
+class ProvenanceEpisode(Strict):
+    """One failed episode behind a regression case."""
+
+    episode: str = Field(description="the episode id (`trialrun show EPISODE`)")
+    trial: int
+    first_error: dict[str, Any] = Field(
+        default_factory=dict, description="where it first went wrong: step, node, reason")
+
+
+class Provenance(Strict):
+    """Where a regression case came from (written by `trialrun regress`); informational:
+    running the case does not read it."""
+
+    run: str = Field(description="the run the failure was found in")
+    scenario: str = Field(description="the scenario's name in that run")
+    task: str
+    seed: int
+    episodes: list[ProvenanceEpisode] = Field(default_factory=list)
+
+
 class Scenario(Strict):
     """A scenario file: the world, the task(s), the agent, graders, checkpoints, trials."""
 
@@ -178,6 +198,9 @@ class Scenario(Strict):
     trials: int = Field(1, ge=1, le=10_000)
     seeds: list[int] | int = Field(1, description="a list of seeds, or how many (0..n-1)")
     budgets: Budgets = Field(default_factory=Budgets)
+    provenance: Provenance | None = Field(
+        None, description="where a regression case came from (run, episodes, first errors); "
+        "written by `trialrun regress`, not read when the case runs")
 
     @field_validator("seeds")
     @classmethod

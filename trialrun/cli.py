@@ -9,6 +9,9 @@ from typing import Annotated
 
 import typer
 
+from trialrun.cli_ci import GateOption, JunitOption
+from trialrun.cli_judge import register as register_judge_commands
+
 app = typer.Typer(
     name="trialrun",
     help="Evaluate AI agents and long-running workflows in sandboxed, simulated worlds.",
@@ -90,7 +93,9 @@ def run(
     html_out: Annotated[Path | None, typer.Option("--html", help="write the HTML report")] = None,
     progress: Annotated[bool, typer.Option(help="show a progress bar")] = True,
     fail_under: Annotated[float | None, typer.Option(
-        help="exit 1 if the success rate is below this (a CI gate)")] = None,
+        help="exit 1 if the success rate is below this (the gate success>=X)")] = None,
+    gate: GateOption = None,
+    junit: JunitOption = None,
     agent: Annotated[list[str] | None, typer.Option(
         "--agent", help="run every scenario with this agent instead (repeat to compare "
         "agents on the same tasks, seeds and trials): a name like scripted:retail, or a "
@@ -112,9 +117,11 @@ def run(
     if not targets and not resume:
         _err("name what to run (e.g. `trialrun run retail`) or --resume RUN_ID")
         raise typer.Exit(2)
+    from trialrun.cli_ci import gates_from_options, report_and_judge
     from trialrun.runner import RunOptions
     from trialrun.store import Store
 
+    gates = gates_from_options(gate, fail_under)  # a bad gate: exit 2 before running
     if sandbox not in (None, "docker", "local"):
         _err(f"--sandbox {sandbox!r}: expected docker or local")
         raise typer.Exit(2)
@@ -139,12 +146,12 @@ def run(
             summary = _execute(store, loaded, targets or [], resume, opts, progress, console)
     else:
         summary = _execute(store, loaded, targets or [], resume, opts, progress, console)
-    rate = _report(store, summary.run_id, json_out, html_out, console, bar, bar_on_lower_bound)
+    code = report_and_judge(store, summary.run_id, json_out, html_out, console, gates, junit,
+                            bar, bar_on_lower_bound)
     console.print(f"[dim]{summary.ran} episode(s) in {summary.wall_s:.1f}s · "
                   f"store {store.safe_url} · `trialrun show {summary.run_id}`[/]")
-    if fail_under is not None and (rate is None or rate < fail_under):
-        _err(f"success rate {rate} is below --fail-under {fail_under}")
-        raise typer.Exit(1)
+    if code:
+        raise typer.Exit(code)
 
 
 def _execute(store, loaded, targets: list[str], resume: str | None, opts, progress: bool,
@@ -195,26 +202,6 @@ def _execute(store, loaded, targets: list[str], resume: str | None, opts, progre
         console.print(f"resumed run {summary.run_id}: {summary.skipped} episode(s) were already "
                       f"done, {summary.ran} run now")
     return summary
-
-
-def _report(store, run_id: str, json_out: Path | None, html_out: Path | None,
-            console, bar: float | None = None, bar_on_lower_bound: bool = False) -> float | None:
-    from trialrun.analysis.data import load_run
-    from trialrun.analysis.summary import summarize
-    from trialrun.report import render_summary
-
-    data = load_run(store, run_id)
-    s = summarize(data, bar=bar, bar_on_lower_bound=bar_on_lower_bound)
-    render_summary(s, console)
-    if json_out:
-        json_out.write_text(s.model_dump_json(indent=2))
-        console.print(f"wrote {json_out}")
-    if html_out:
-        from trialrun.html_report import write_html
-
-        write_html(store, run_id, html_out, s)
-        console.print(f"wrote {html_out}")
-    return s.success.rate
 
 
 @app.command()
@@ -325,13 +312,20 @@ def report(
         help="with several agents: the success an agent must reach to ship")] = None,
     bar_on_lower_bound: Annotated[bool, typer.Option(
         help="the lower end of the success CI must reach --bar")] = False,
+    gate: GateOption = None,
+    junit: JunitOption = None,
 ) -> None:
-    """Print (and optionally write) the report of a stored run."""
+    """Print (and optionally write) the report of a stored run; --gate and --junit as `run`."""
+    from trialrun.cli_ci import gates_from_options, report_and_judge
     from trialrun.store import Store
 
+    gates = gates_from_options(gate)
     store = Store(db)
     run_id = _resolve_run(store, run_id)
-    _report(store, run_id, json_out, html_out, _console(), bar, bar_on_lower_bound)
+    code = report_and_judge(store, run_id, json_out, html_out, _console(), gates, junit, bar,
+                            bar_on_lower_bound)
+    if code:
+        raise typer.Exit(code)
 
 
 @app.command("compare-policies")
@@ -363,7 +357,9 @@ def compare_policies(
     console = _console()
     opts = RunOptions(concurrency=concurrency, trials=trials, seeds=seeds)
     summary = _execute(store, loaded, targets, None, opts, progress, console)
-    _report(store, summary.run_id, json_out, html_out, console)
+    from trialrun.cli_ci import report_and_judge
+
+    report_and_judge(store, summary.run_id, json_out, html_out, console)
 
 
 @app.command()
@@ -441,6 +437,7 @@ def place(
 
 export_app = typer.Typer(help="Export data from a run.", no_args_is_help=True)
 app.add_typer(export_app, name="export")
+register_judge_commands(app, export_app)  # grade, calibrate, pairwise, export golden
 
 
 @export_app.command("feedback")
@@ -706,6 +703,19 @@ def check_world(
         raise typer.Exit(1)
 
 
+def _mount_ci() -> None:
+    """Commands that live in their own modules (each imports only typer at the top):
+    diff, regress and import (cli_ci), serve-world (cli_serve)."""
+    from trialrun.cli_ci import register
+    from trialrun.cli_serve import serve_world
+
+    register(app)
+    app.command("serve-world")(serve_world)
+
+
+_mount_ci()
+
+
 def _mount_optional() -> None:
     """Sub-apps that live in their own modules (imported only when named on the line)."""
     argv = sys.argv[1:2]
@@ -722,11 +732,14 @@ def _mount_optional() -> None:
 def main() -> None:
     """The entry point: every error trialrun raises on purpose becomes one line and exit 2,
     in this one place."""
-    from trialrun.errors import TrialrunError
+    from trialrun.errors import InfraError, TrialrunError
 
     _mount_optional()
     try:
         app()
+    except InfraError as e:  # docs/ci.md: 3 is infrastructure, 2 bad input
+        _err(str(e))
+        sys.exit(3)
     except TrialrunError as e:
         _err(str(e))
         sys.exit(2)

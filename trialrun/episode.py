@@ -419,7 +419,7 @@ class Episode:
             raise InfraError(f"world {self.sc.world.type!r}: outcome() returned "
                              f"{type(outcome).__name__}, expected a dict")
         octx = OutcomeContext(task=self.task, outcome=outcome, end_reason=end.value,
-                              steps=len(self.steps))
+                              steps=len(self.steps), extra={"steps": self.steps})
         grades = [await g.grade_outcome(octx) for g in self.plan.outcome_graders]
         trusted = [g for g in grades if g.trust == "trusted"] or grades
         counts = end in (EndReason.finished, EndReason.terminated) or (

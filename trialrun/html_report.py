@@ -679,6 +679,56 @@ def _findings(s: RunSummary) -> list[str]:
     return out
 
 
+def _judges(s: RunSummary) -> dict[str, Any] | None:
+    """The LLM judges' section (noisy grades, apart from the trusted ones): per judge, the
+    raw rate beside the corrected ones, which to believe and why, and its warnings."""
+    r = s.judges
+    if r is None:
+        return None
+    from trialrun.report import BELIEVE_WORDS, judge_calibration_text
+
+    def rate(x: Any) -> str:
+        return (f"{_pct(x.estimate)} [{_pct(x.lo)}, {_pct(x.hi)}]"
+                + (f" ({x.n_labelled} of {x.n} labelled)" if x.n_labelled else ""))
+
+    out = []
+    for line in r.lines:
+        where = f"at {', '.join(line.nodes)}" if line.scope == "node" else "outcomes"
+        rows = [[LABELS["judge_pass_rate"], _prop(line.raw), MEANINGS["judge_pass_rate"]]]
+        for key in ("rogan_gladen", "ppi"):
+            x = getattr(line, key)
+            if x is not None:
+                rows.append([LABELS[key] + (" ← believe this" if line.believe == key else ""),
+                             rate(x), MEANINGS[key]])
+        if line.humans_only is not None:
+            rows.append([LABELS["humans_only"], _prop(line.humans_only),
+                         MEANINGS["humans_only"]])
+        if line.not_judged:
+            rows.append([LABELS["not_judged"], str(line.not_judged), MEANINGS["not_judged"]])
+        if line.calibration is not None:
+            rows.append(["calibration", judge_calibration_text(line.calibration),
+                         f"{LABELS['judge_sensitivity'].capitalize()}: "
+                         f"{MEANINGS['judge_sensitivity']}. "
+                         f"{LABELS['judge_specificity'].capitalize()}: "
+                         f"{MEANINGS['judge_specificity']}."])
+        if line.self_agreement is not None:
+            rows.append([LABELS["judge_self_agreement"],
+                         f"{_pct(line.self_agreement, 0)} (Krippendorff's α "
+                         f"{_num(line.self_alpha)})", MEANINGS["judge_self_agreement"]])
+        title = (f"{line.grader} ({where}; "
+                 f"{'re-graded' if line.source == 'regrade' else 'graded as the run ran'}"
+                 + (f"; model {line.model}" if line.model else "")
+                 + (f"; majority of {line.samples} samples" if line.samples > 1 else "") + ")")
+        out.append({"title": title, "table": _table(["measure", "value", "what it means"],
+                                                    rows),
+                    "believe": f"Believe {BELIEVE_WORDS[line.believe]} — {line.why}.",
+                    "warnings": line.warnings})
+    note = (f"{LABELS['judged_success'].capitalize()}: {r.judged_success} episode(s) — "
+            f"{MEANINGS['judged_success']}; the success rate above is partly judge-graded."
+            if r.judged_success else "")
+    return {"lines": out, "note": note}
+
+
 def build_context(s: RunSummary, created_at: str = "") -> dict[str, Any]:
     r = s.reliability
     failed = s.success.n - s.success.k
@@ -784,6 +834,7 @@ def build_context(s: RunSummary, created_at: str = "") -> dict[str, Any]:
     ctx["horizon_notes"] = [f"{h.unit}: {h.note}" for h in (r.horizon_steps, r.horizon_time)
                             if h is not None and not h.km_t and h.note] if r else []
 
+    ctx["judges"] = _judges(s)
     ctx["plots"] = _plots(s)
     return ctx
 
@@ -864,10 +915,89 @@ def write_html(store: Store, run_id: str, path: str | Path,
 
     t0 = time.perf_counter()
     run = store.get_run(run_id)
-    html = render_html(summary or summarize(load_run(store, run_id)),
-                       created_at=run.created_at)
+    if summary is None:
+        from trialrun.calibration import attach_judges
+
+        summary = attach_judges(summarize(load_run(store, run_id)), store, run_id)
+    html = render_html(summary, created_at=run.created_at)
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(html, encoding="utf-8")
     log.debug("HTML report for %s written in %.2f s", run_id, time.perf_counter() - t0)
+    return path
+
+
+# --------------------------------------------------------------------------------------------
+# two runs compared (`trialrun diff --html`)
+
+
+def plot_diff(r: Any) -> Figure | None:
+    """B − A with its 95% CI: success, then each node's accuracy per episode."""
+    from trialrun.analysis.diff import DIFF_LABELS
+
+    rows = [(DIFF_LABELS["success"], r.success.delta, r.success.lo, r.success.hi,
+             r.success.significant)]
+    rows += [(f"node {n.node}", n.delta, n.lo, n.hi, n.significant) for n in r.nodes]
+    rows = [x for x in rows if x[1] is not None]
+    if not rows:
+        return None
+    rows = rows[::-1]  # success at the top
+    fig, ax = _figure(7.2, 1.0 + 0.45 * len(rows))
+    y = np.arange(len(rows))
+    for yi, (_, d, lo, hi, sig) in zip(y, rows, strict=True):
+        colour = (RED if d < 0 else GREEN) if sig else GREY
+        lo, hi = (d, d) if lo is None else (lo, hi)
+        ax.errorbar([100 * d], [yi], xerr=[[100 * max(0.0, d - lo)], [100 * max(0.0, hi - d)]],
+                    fmt="o", color=colour, ecolor=colour, capsize=3, ms=6, elinewidth=1.6)
+    ax.axvline(0, color=INK, linewidth=1, linestyle=":")
+    ax.set_yticks(y, [x[0] for x in rows])
+    ax.set_xlabel("B − A, percentage points (95% CI)")
+    ax.grid(axis="x", color="#e2e8f0", linewidth=0.8)
+    ax.set_axisbelow(True)
+    ax.set_title("What changed from run A to run B")
+    return fig
+
+
+def render_diff_html(r: Any) -> str:
+    """The page for a `RunDiff` (trialrun.analysis.diff), as one string."""
+    from trialrun.analysis.diff import (
+        DIFF_LABELS,
+        DIFF_MEANINGS,
+        case_rows,
+        measure_rows,
+        node_rows,
+    )
+
+    s = r.success
+    headline = _table(["measure", "A", "B", "B − A (95% CI)", "what it means"], [
+        [DIFF_LABELS["success"], _prop(s.a), _prop(s.b),
+         "–" if s.delta is None else f"{100 * s.delta:+.1f} pts" + (
+             "" if s.lo is None else f" [{100 * s.lo:+.1f}, {100 * s.hi:+.1f}]")
+         + f"; McNemar p {s.mcnemar_p:.3g}", DIFF_MEANINGS["success"]],
+        [DIFF_LABELS["newly_failing"], "", "", str(s.newly_failing),
+         DIFF_MEANINGS["newly_failing"]],
+        [DIFF_LABELS["newly_passing"], "", "", str(s.newly_passing),
+         DIFF_MEANINGS["newly_passing"]]], [3])
+    ctx = {
+        "r": r, "headline": headline,
+        "nodes": _table(*node_rows(r), [1, 2, 3, 4, 5, 6],
+                        f"{DIFF_LABELS['accuracy_per_episode'].capitalize()}: "
+                        f"{DIFF_MEANINGS['accuracy_per_episode']}. B − A: "
+                        f"{DIFF_MEANINGS['ci']}. McNemar p: {DIFF_MEANINGS['mcnemar_p']}.")
+        if r.nodes else None,
+        "measures": _table(*measure_rows(r), [1, 2, 3]),
+        "failing": _table(*case_rows(r.newly_failing)) if r.newly_failing else None,
+        "passing": _table(*case_rows(r.newly_passing)) if r.newly_passing else None,
+        "plot": _plot("diff", "What changed", "Each row: B − A with its 95% CI (paired "
+                      "bootstrap over task × seed groups). Red: significantly worse; green: "
+                      "significantly better (McNemar, Holm-corrected for nodes); grey: within "
+                      "chance.", lambda: plot_diff(r)),
+    }
+    return _ENV.get_template("diff.html.j2").render(**ctx)
+
+
+def write_diff_html(r: Any, path: str | Path) -> Path:
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(render_diff_html(r), encoding="utf-8")
     return path

@@ -38,9 +38,12 @@ _BUILTIN: dict[str, dict[str, str]] = {
         "openai": "trialrun.agents.openai_agent",
         "process": "trialrun.agents.process_agent",
         "langgraph": "trialrun.agents.langgraph_agent",
+        "mcp": "trialrun.agents.mcp_agent",
+        "mcp-served": "trialrun.agents.mcp_agent",
     },
-    "grader": {name: "trialrun.graders.builtin" for name in (
+    "grader": {**{name: "trialrun.graders.builtin" for name in (
         "world", "assert", "args_match", "reply_contains", "state_equals")},
+        "llm_judge": "trialrun.graders.judge"},
     "human": {name: "trialrun.humans" for name in ("simulated", "scripted", "oracle",
                                                   "reviewer")},
     "checkpoint": {name: "trialrun.checkpoints" for name in (
@@ -48,7 +51,8 @@ _BUILTIN: dict[str, dict[str, str]] = {
         "nodes")},
     "sandbox": {"local": "trialrun.sandbox.local", "docker": "trialrun.sandbox.docker_backend"},
     "executor": {"local": "trialrun.executors"},
-    "importer": {},
+    "importer": {"tau-bench": "trialrun.importers.tau_bench",
+                 "inspect": "trialrun.importers.inspect_log", "otel": "trialrun.importers.otel"},
 }
 
 # The base class each kind must subclass, as import paths (resolved lazily: no cycles).
@@ -60,6 +64,7 @@ _BASES: dict[str, str] = {
     "checkpoint": "trialrun.checkpoints:CheckpointPolicy",
     "sandbox": "trialrun.sandbox.backend:Sandbox",
     "executor": "trialrun.executors:Executor",
+    "importer": "trialrun.importers.base:Importer",
 }
 
 _registered: dict[str, dict[str, type]] = {k: {} for k in KINDS}

@@ -16,6 +16,7 @@ from rich.text import Text
 from trialrun.analysis.agents import agent_note, agent_rows
 from trialrun.analysis.reliability import HorizonFits, hazard_words
 from trialrun.analysis.summary import LABELS, MEANINGS, Proportion, RunSummary
+from trialrun.trajectory import Trust
 
 
 def _p(p: Proportion, digits: int = 1) -> str:
@@ -144,6 +145,8 @@ def render_summary(s: RunSummary, console: Console | None = None) -> None:
         render_reliability(s, console)
     if s.policies:
         render_policies(s, console)
+    if s.judges is not None:
+        render_judges(s, console)
     if s.agents is not None:
         headers, rows = agent_rows(s.agents)
         # The columns that decide; --json and --html have all of them (latency, asks, p).
@@ -191,16 +194,23 @@ def render_episode(ep, console: Console | None = None) -> None:
         if st.decision.kind == "ask_human":
             human = Text.assemble(("asked", "cyan"),
                                   " (needed)" if st.help_needed else " (not needed)")
-        failed = [g for g in st.grades if not g.passed]
+        failed = [g for g in st.grades if not g.passed and g.trust == Trust.trusted]
         grade = Text("✓", style="green") if st.passed else (
             Text("✗ " + "; ".join(g.reason for g in failed), style="red")
             if st.passed is False else Text(""))
+        for g in st.grades:  # judges' (noisy) grades: apart, never in the verdict
+            if g.trust == Trust.noisy:
+                if grade.plain:
+                    grade.append("\n")
+                grade.append(f"judge {g.grader}: {g.reason[:120]}", style="magenta")
         t.add_row(str(st.index), _plain(st.node), _plain(st.decision.label()[:70]), res, human,
                   grade)
     console.print(t)
     if ep.outcome_grades:
-        console.print(Group(*[Text(f"{'✓' if g.passed else '✗'} {g.grader}: {g.reason}",
-                                   style="green" if g.passed else "red")
+        console.print(Group(*[Text(f"{'✓' if g.passed else '✗'} "
+                                   f"{'judge ' if g.trust == Trust.noisy else ''}{g.grader}: "
+                                   f"{g.reason}", style="magenta" if g.trust == Trust.noisy
+                                   else "green" if g.passed else "red")
                               for g in ep.outcome_grades]))
 
 
@@ -317,3 +327,132 @@ def _verdict(success: bool | None) -> Text:
 def _side(st) -> Text:
     mark = {True: ("✓ ", "green"), False: ("✗ ", "red"), None: ("  ", "")}[st.passed]
     return Text.assemble(mark, f"{st.node}: {st.decision.label()[:60]}")
+
+
+# --- LLM judges (issue 10) -----------------------------------------------------------------
+BELIEVE_WORDS = {"ppi": "the PPI-corrected rate", "rogan_gladen": "the Rogan–Gladen-corrected "
+                 "rate", "raw": "the raw rate, with care", "none": "neither rate as a measure"}
+
+
+def _rate(x, digits: int = 1) -> str:
+    """A corrected rate: estimate [CI]."""
+    return (f"{100 * x.estimate:.{digits}f}% [{100 * x.lo:.{digits}f}, {100 * x.hi:.{digits}f}]"
+            + (f" ({x.n_labelled} of {x.n} labelled)" if x.n_labelled else ""))
+
+
+def judge_calibration_text(c) -> str:
+    kappa = "–" if c.kappa is None else f"{c.kappa:.2f}" + (
+        f" [{c.kappa_lo:.2f}, {c.kappa_hi:.2f}]" if c.kappa_lo is not None else "")
+    return (f"{c.examples} golden examples ({c.golden}, {c.created_at}): "
+            f"{LABELS['judge_agreement']} {_p(c.agreement, 0)}, {LABELS['cohens_kappa']} "
+            f"{kappa}, {LABELS['judge_sensitivity']} {_p(c.sensitivity, 0)}, "
+            f"{LABELS['judge_specificity']} {_p(c.specificity, 0)}")
+
+
+def render_judges(s: RunSummary, console: Console) -> None:
+    """Judge-graded (noisy) rates, apart from the trusted grades: raw beside corrected, which
+    to believe and why, the judge's reliability and its warnings."""
+    r = s.judges
+    body: list = []
+    if r.judged_success:
+        body.append(Text(f"{LABELS['judged_success']}: {r.judged_success} episode(s) — the "
+                         "success rate above is partly judge-graded (noisy); read the "
+                         "corrected rate below", style="yellow"))
+    for line in r.lines:
+        where = f"at {', '.join(line.nodes)}" if line.scope == "node" else "outcomes"
+        how = "re-graded" if line.source == "regrade" else "graded as the run ran"
+        head = f"{line.grader} ({where}; {how}" + (f"; model {line.model}" if line.model
+                                                   else "") + (
+            f"; majority of {line.samples} samples" if line.samples > 1 else "") + ")"
+        grid = Table.grid(padding=(0, 2))
+        grid.add_column(no_wrap=True)
+        grid.add_column()
+        grid.add_row(LABELS["judge_pass_rate"], _p(line.raw))
+        for key in ("rogan_gladen", "ppi"):
+            x = getattr(line, key)
+            if x is not None:
+                mark = "  ← believe this" if line.believe == key else ""
+                grid.add_row(LABELS[key], Text(_rate(x) + mark,
+                                               style="bold" if mark else ""))
+        if line.humans_only is not None:
+            grid.add_row(LABELS["humans_only"], _p(line.humans_only))
+        if line.not_judged:
+            grid.add_row(LABELS["not_judged"], str(line.not_judged))
+        if line.calibration is not None:
+            grid.add_row("calibration", _plain(judge_calibration_text(line.calibration)))
+        if line.self_agreement is not None:
+            grid.add_row(LABELS["judge_self_agreement"],
+                         f"{100 * line.self_agreement:.0f}% (Krippendorff's α "
+                         f"{_f(line.self_alpha, '.2f')})")
+        grid.add_row("believe", _plain(f"{BELIEVE_WORDS[line.believe]} — {line.why}"))
+        body += [Text(head, style="bold"), grid]
+        body += [Text(f"! {w}", style="yellow") for w in line.warnings]
+        body.append(Text(""))
+    keys = ["judge_pass_rate", "rogan_gladen", "ppi", "judge_self_agreement"]
+    body.append(Text("\n".join(f"{LABELS[k]}: {MEANINGS[k]}" for k in keys), style="dim"))
+    console.print(Panel(Group(*body), title="LLM judges (noisy grades, apart from the trusted "
+                        "ones)"))
+
+
+def render_calibration(cal, console: Console | None = None, show_wrong: int = 10) -> None:
+    """A judge's calibration on a golden set: the confusion matrix, agreement, κ, Se, Sp,
+    self-agreement, and the examples it got wrong."""
+    console = console or Console()
+    t = _compact(f"judge {cal.judge} on {cal.golden} ({cal.examples} labelled examples)")
+    t.add_column("")
+    t.add_column("person: pass", justify="right")
+    t.add_column("person: fail", justify="right")
+    t.add_row("judge: pass", str(cal.tp), str(cal.fp))
+    t.add_row("judge: fail", str(cal.fn), str(cal.tn))
+    console.print(t)
+    grid = Table.grid(padding=(0, 2))
+    grid.add_column(no_wrap=True)
+    grid.add_column()
+    kappa = "–" if cal.kappa is None else f"{cal.kappa:.3f}" + (
+        f" [{cal.kappa_lo:.3f}, {cal.kappa_hi:.3f}]" if cal.kappa_lo is not None else "")
+    grid.add_row(LABELS["judge_agreement"], _p(cal.agreement))
+    grid.add_row(LABELS["cohens_kappa"], kappa)
+    grid.add_row(LABELS["judge_sensitivity"], _p(cal.sensitivity))
+    grid.add_row(LABELS["judge_specificity"], _p(cal.specificity))
+    if cal.self_agreement is not None:
+        grid.add_row(LABELS["judge_self_agreement"],
+                     f"{100 * cal.self_agreement:.0f}% (Krippendorff's α "
+                     f"{_f(cal.self_alpha, '.2f')}, {cal.samples} samples)")
+    if cal.unlabelled:
+        grid.add_row("unlabelled (skipped)", str(cal.unlabelled))
+    if cal.run_items:
+        grid.add_row("labels of a run's items", f"{cal.run_items} (used for PPI in its report)")
+    keys = ["judge_agreement", "cohens_kappa", "judge_sensitivity", "judge_specificity"]
+    notes = Text("\n".join(f"{LABELS[k]}: {MEANINGS[k]}" for k in keys), style="dim")
+    console.print(Panel(Group(grid, Text(""), notes), title=f"calibration (fingerprint "
+                        f"{cal.fingerprint})"))
+    for w in cal.warnings:
+        console.print(Text(f"! {w}", style="yellow"))
+    if cal.wrong and show_wrong:
+        w = _compact(f"examples the judge got wrong ({len(cal.wrong)}; first "
+                     f"{min(show_wrong, len(cal.wrong))})")
+        for col in ("where", "person", "judge", "why (person / judge)"):
+            w.add_column(col)
+        for x in cal.wrong[:show_wrong]:
+            w.add_row(_plain(x.where), _plain(x.human), _plain(x.judge),
+                      _plain(f"{x.explanation or '–'} / {x.reasoning[:200] or '–'}"))
+        console.print(w)
+
+
+def render_pairwise(p, console: Console | None = None) -> None:
+    """A pairwise comparison: wins, ties and the judge's position bias."""
+    console = console or Console()
+    grid = Table.grid(padding=(0, 2))
+    grid.add_column(no_wrap=True)
+    grid.add_column()
+    grid.add_row("pairs", f"{p.pairs} ({p.judged} judged in both orders, {p.not_judged} not)")
+    grid.add_row(f"A wins ({p.a})", Text(str(p.a_wins)))
+    grid.add_row(f"B wins ({p.b})", Text(str(p.b_wins)))
+    grid.add_row("ties", f"{p.ties} ({p.position_flips} of them because the orders disagreed)")
+    grid.add_row(LABELS["a_preference"], _f(p.a_preference, ".3f"))
+    grid.add_row(LABELS["position_bias"], _p(p.position_bias))
+    grid.add_row(LABELS["first_position"], _p(p.first_position))
+    keys = ["a_preference", "position_bias", "first_position"]
+    notes = Text("\n".join(f"{LABELS[k]}: {MEANINGS[k]}" for k in keys), style="dim")
+    console.print(Panel(Group(grid, Text(""), notes), title=f"pairwise judge {p.judge}: "
+                        f"A = {p.a}, B = {p.b}"))

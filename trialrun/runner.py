@@ -118,9 +118,12 @@ async def run_episodes(
         if on_episode:
             on_episode(result)
 
+    from trialrun.graders.judge import JudgeCache, use_judge_cache
+
     token = episode_scope.set(EpisodeScope(store=store, run_id=run_id))
     try:
-        await executor.run(plan, todo, run_id, on_result)
+        with use_judge_cache(JudgeCache(store)):  # an LLM judge's answers kept for re-grades
+            await executor.run(plan, todo, run_id, on_result)
     except BaseException:
         store.set_status(run_id, "interrupted")
         raise

@@ -110,6 +110,78 @@ class AttributionRow(SQLModel, table=True):
     tried: int = 0
 
 
+# --- LLM judges (issue 10): their cached answers, re-grades, calibrations, golden labels ---
+class JudgeCallRow(SQLModel, table=True):
+    """A judge model's response by replay key (`request_key`): the judge cache."""
+
+    __tablename__ = "judge_call"
+
+    key: str = Field(primary_key=True)
+    model: str = ""
+    response: str = "{}"  # JSON: the endpoint's response body
+    tokens_in: int = 0
+    tokens_out: int = 0
+    cost: float = 0.0
+    latency_ms: float = 0.0
+    created_at: str = ""
+
+
+class JudgeGradingRow(SQLModel, table=True):
+    """A judge that re-graded a stored run (`trialrun grade`): its options and fingerprint."""
+
+    __tablename__ = "judge_grading"
+
+    run_id: str = Field(primary_key=True)
+    grader: str = Field(primary_key=True)  # the judge's label
+    fingerprint: str
+    spec: str = "{}"  # JSON: type, name, node and the judge's options (no key: never one)
+    created_at: str = ""
+
+
+class JudgeGradeRow(SQLModel, table=True):
+    """One re-grade of a stored step (`step_idx`) or outcome (`step_idx` -1)."""
+
+    __tablename__ = "judge_grade"
+    __table_args__ = (UniqueConstraint("run_id", "grader", "episode_id", "step_idx"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    run_id: str = Field(index=True)
+    grader: str
+    episode_id: str
+    step_idx: int = -1
+    node: str | None = None
+    passed: bool = False
+    judged: bool = True  # False: the judge gave no readable verdict
+    score: float = 0.0
+    votes: int = 0
+    samples: int = 0
+    reason: str = ""
+
+
+class CalibrationRow(SQLModel, table=True):
+    """A judge measured against a golden set (`trialrun calibrate`)."""
+
+    __tablename__ = "calibration"
+
+    id: int | None = Field(default=None, primary_key=True)
+    judge: str = Field(index=True)  # the judge's name
+    fingerprint: str = Field(index=True)
+    created_at: str = ""
+    result: str = "{}"  # JSON: trialrun.calibration.Calibration
+
+
+class GoldenLabelRow(SQLModel, table=True):
+    """A person's label of one item of a stored run (`<episode id>:<step>|outcome`) for one
+    judge's criterion, from a golden set: the labelled subset of a run for PPI."""
+
+    __tablename__ = "golden_label"
+
+    criterion: str = Field(primary_key=True)  # the judge's name
+    item: str = Field(primary_key=True)
+    passed: bool
+    source: str = ""  # the golden file
+
+
 class ReviewRow(SQLModel, table=True):
     """A decision waiting for a real reviewer (`human: {type: reviewer}`), and the answer."""
 
@@ -400,6 +472,83 @@ class Store:
     def scenario_sources(self, run_id: str) -> dict[str, str]:
         """The YAML text of each scenario of a run, as it was loaded."""
         return json.loads(self.get_run(run_id).scenarios)
+
+    # --- LLM judges (issue 10) ---------------------------------------------------------
+    def get_judge_call(self, key: str) -> Any:
+        """The cached judge response for a request key, as a ModelCall (None: not asked)."""
+        from trialrun.trajectory import ModelCall
+
+        with Session(self.engine) as s:
+            row = s.get(JudgeCallRow, key)
+        if row is None:
+            return None
+        return ModelCall(key=row.key, model=row.model, response=json.loads(row.response),
+                         tokens_in=row.tokens_in, tokens_out=row.tokens_out, cost=row.cost,
+                         latency_ms=row.latency_ms)
+
+    def save_judge_call(self, call: Any) -> None:
+        with Session(self.engine) as s:
+            s.merge(JudgeCallRow(key=call.key, model=call.model,
+                                 response=json.dumps(call.response), tokens_in=call.tokens_in,
+                                 tokens_out=call.tokens_out, cost=call.cost,
+                                 latency_ms=call.latency_ms, created_at=_now()))
+            s.commit()
+
+    def save_judge_grades(self, run_id: str, grader: str, fingerprint: str,
+                          spec: dict[str, Any], rows: list[dict[str, Any]]) -> None:
+        """Replace a judge's re-grades of a run (one transaction)."""
+        with Session(self.engine) as s:
+            s.exec(delete(JudgeGradeRow).where(JudgeGradeRow.run_id == run_id,
+                                               JudgeGradeRow.grader == grader))
+            s.merge(JudgeGradingRow(run_id=run_id, grader=grader, fingerprint=fingerprint,
+                                    spec=json.dumps(spec), created_at=_now()))
+            for r in rows:
+                s.add(JudgeGradeRow(run_id=run_id, grader=grader, **r))
+            s.commit()
+
+    def judge_gradings(self, run_id: str) -> list[JudgeGradingRow]:
+        with Session(self.engine) as s:
+            return list(s.exec(select(JudgeGradingRow).where(JudgeGradingRow.run_id == run_id)
+                               .order_by(JudgeGradingRow.grader)))
+
+    def judge_grades(self, run_id: str) -> list[JudgeGradeRow]:
+        with Session(self.engine) as s:
+            return list(s.exec(select(JudgeGradeRow).where(JudgeGradeRow.run_id == run_id)
+                               .order_by(JudgeGradeRow.grader, JudgeGradeRow.episode_id,
+                                         JudgeGradeRow.step_idx)))
+
+    def save_calibration(self, judge: str, fingerprint: str, result: str,
+                         labels: list[tuple[str, bool]], source: str) -> int:
+        """Store a calibration and the golden labels of run items it used."""
+        with Session(self.engine) as s:
+            row = CalibrationRow(judge=judge, fingerprint=fingerprint, created_at=_now(),
+                                 result=result)
+            s.add(row)
+            for item, passed in labels:
+                s.merge(GoldenLabelRow(criterion=judge, item=item, passed=passed,
+                                       source=source))
+            s.commit()
+            s.refresh(row)
+            return int(row.id)
+
+    def calibrations(self, judge: str | None = None,
+                     fingerprint: str | None = None) -> list[CalibrationRow]:
+        """Calibrations, newest first."""
+        q = select(CalibrationRow)
+        if judge is not None:
+            q = q.where(CalibrationRow.judge == judge)
+        if fingerprint is not None:
+            q = q.where(CalibrationRow.fingerprint == fingerprint)
+        with Session(self.engine) as s:
+            return list(s.exec(q.order_by(CalibrationRow.id.desc())))
+
+    def golden_labels(self, criterion: str, run_id: str) -> dict[str, bool]:
+        """A person's labels of a run's items for one judge's criterion."""
+        with Session(self.engine) as s:
+            rows = s.exec(select(GoldenLabelRow).where(
+                GoldenLabelRow.criterion == criterion,
+                GoldenLabelRow.item.startswith(f"{run_id}-")))
+            return {r.item: r.passed for r in rows}
 
 
 def _step_row(ep_id: str, st: Step) -> dict[str, Any]:

@@ -145,6 +145,133 @@ class DecisiveErrors(BaseModel):
     by_node: dict[str, int]
 
 
+# --- LLM judges (issue 10): noisy grades, kept apart from trusted ones -------------------
+LABELS.update({
+    "judge_pass_rate": "judge pass rate (raw)",
+    "rogan_gladen": "judge-corrected (Rogan–Gladen)",
+    "ppi": "judge-corrected (PPI)",
+    "humans_only": "people's labels alone",
+    "judge_agreement": "agreement with people",
+    "cohens_kappa": "Cohen's κ",
+    "judge_sensitivity": "sensitivity",
+    "judge_specificity": "specificity",
+    "judge_self_agreement": "judge self-agreement",
+    "not_judged": "not judged",
+    "judged_success": "success resting on a judge",
+    "position_bias": "position-bias rate",
+    "first_position": "first-position preference",
+    "a_preference": "preference for A",
+})
+MEANINGS.update({
+    "judge_pass_rate": (
+        "the items (decisions at the node, or episodes) the judge passed, of those it judged, "
+        "uncorrected: biased by the judge's errors (Wilson 95% CI)"),
+    "rogan_gladen": (
+        "the pass rate corrected for the judge's sensitivity Se and specificity Sp measured "
+        "on its golden set: (raw + Sp − 1)/(Se + Sp − 1); the 95% CI counts the golden set's "
+        "own sampling error (delta method); valid if the judge errs on this run as it did on "
+        "the golden set"),
+    "ppi": (
+        "prediction-powered estimate: the judge's mean on the run's unlabelled items plus the "
+        "mean of (person − judge) on its labelled items (95% CI); unbiased when the labelled "
+        "items are a random sample of the run's"),
+    "humans_only": "the pass rate of the run's labelled items by people's labels alone "
+                   "(Wilson 95% CI)",
+    "judge_agreement": "golden examples where the judge's verdict equals the person's label "
+                       "(Wilson 95% CI)",
+    "cohens_kappa": "agreement beyond chance, (p_o − p_e)/(1 − p_e); 95% CI by resampling "
+                    "the golden examples",
+    "judge_sensitivity": "of the golden examples people passed, the share the judge passed "
+                         "(Wilson 95% CI)",
+    "judge_specificity": "of the golden examples people failed, the share the judge failed "
+                         "(Wilson 95% CI)",
+    "judge_self_agreement": (
+        "the chance that two of the judge's samples on the same item give the same verdict, "
+        "averaged over items (Krippendorff's α beside it); low means single verdicts are "
+        "unreliable"),
+    "not_judged": "items the judge gave no readable verdict on: counted apart, never as a "
+                  "pass or a fail",
+    "judged_success": "scored episodes whose success was decided by judge (noisy) outcome "
+                      "grades alone, with no trusted outcome grade",
+    "position_bias": "pairs whose verdict changed when the two answers swapped places "
+                     "(counted as ties; Wilson 95% CI)",
+    "first_position": "of the verdicts naming a winner, the share naming the answer shown "
+                      "first (50% without position bias; Wilson 95% CI)",
+    "a_preference": "(A's wins + half the ties) / judged pairs",
+})
+
+
+class PairwiseSummary(BaseModel):
+    judge: str
+    a: str  # what side A is (an agent or a run)
+    b: str
+    pairs: int
+    judged: int
+    not_judged: int
+    a_wins: int  # both orders said A
+    b_wins: int
+    ties: int  # both orders said tie, or the orders disagreed
+    position_flips: int
+    position_bias: Proportion = Field(description=MEANINGS["position_bias"])
+    first_position: Proportion = Field(description=MEANINGS["first_position"])
+    a_preference: float | None = Field(description=MEANINGS["a_preference"])
+
+
+class CorrectedRate(BaseModel):
+    method: str  # "rogan_gladen" or "ppi"
+    estimate: float
+    se: float
+    lo: float  # estimate ± 1.96 SE, clipped to [0, 1]
+    hi: float
+    n: int  # judged items of the run
+    n_labelled: int = 0  # PPI: the run's items people labelled
+
+
+class JudgeCalibrationInfo(BaseModel):
+    """The calibration a judge line uses (or the stale one it no longer matches)."""
+
+    id: int
+    created_at: str
+    golden: str
+    examples: int
+    agreement: Proportion = Field(description=MEANINGS["judge_agreement"])
+    kappa: float | None = Field(description=MEANINGS["cohens_kappa"])
+    kappa_lo: float | None = None
+    kappa_hi: float | None = None
+    sensitivity: Proportion = Field(description=MEANINGS["judge_sensitivity"])
+    specificity: Proportion = Field(description=MEANINGS["judge_specificity"])
+    fingerprint: str
+
+
+class JudgeLine(BaseModel):
+    """One judge's grades in a run: raw, corrected, and which to believe."""
+
+    grader: str
+    scope: str  # "node" or "outcome"
+    nodes: list[str] = Field(default_factory=list)
+    source: str  # "run" (graded as it ran) or "regrade" (trialrun grade)
+    model: str | None = None
+    fingerprint: str | None = None
+    samples: int = 1
+    not_judged: int = Field(0, description=MEANINGS["not_judged"])
+    raw: Proportion = Field(description=MEANINGS["judge_pass_rate"])
+    rogan_gladen: CorrectedRate | None = Field(None, description=MEANINGS["rogan_gladen"])
+    ppi: CorrectedRate | None = Field(None, description=MEANINGS["ppi"])
+    humans_only: Proportion | None = Field(None, description=MEANINGS["humans_only"])
+    believe: str = "raw"  # "ppi", "rogan_gladen", "raw" or "none"
+    why: str = ""
+    calibration: JudgeCalibrationInfo | None = None
+    calibration_stale: str | None = None  # the judge changed since its calibration: how
+    self_agreement: float | None = Field(None, description=MEANINGS["judge_self_agreement"])
+    self_alpha: float | None = None
+    warnings: list[str] = Field(default_factory=list)
+
+
+class JudgeReport(BaseModel):
+    lines: list[JudgeLine]
+    judged_success: int = Field(0, description=MEANINGS["judged_success"])
+
+
 class RunSummary(BaseModel):
     run_id: str
     episodes: int
@@ -166,6 +293,7 @@ class RunSummary(BaseModel):
     policies: list[PolicyResult] = Field(default_factory=list)  # compare-policies runs
     decisive_errors: DecisiveErrors | None = None
     agents: AgentComparison | None = None  # runs of several agents on the same episodes
+    judges: JudgeReport | None = None  # LLM-judge (noisy) grades: trialrun.calibration
 
 
 def _pct(values: np.ndarray) -> Percentiles:

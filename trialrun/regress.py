@@ -1,0 +1,163 @@
+"""Regression cases: a run's failures kept as pinned scenario files, a suite that runs in CI.
+
+`trialrun regress RUN_ID -o regressions/` writes one file per (scenario, task, seed) that had
+a failed episode: the scenario exactly as the run planned it (its stored text, with the run's
+`--trials`/`--seeds`/`--sandbox` overrides applied), narrowed to that one task (written out
+in full, generated tasks included) and that one seed, with the run's trials (the agent's
+randomness depends on the trial, so every failed trial is among them) and the same agent.
+Nothing else changes, so the case fails again until the agent is fixed: running the folder
+(`trialrun run regressions/ --gate success>=1`) is the regression suite.
+
+Each file says where it came from twice: in a comment at the top, for the reader, and in the
+`provenance:` field (the run, and for each failed episode its id, trial and first error: step,
+node, reason), which the loader validates and ignores when it runs the case.
+
+Not yet written: the recorded prefix up to the first error, which would start the case where
+the agent went wrong (`pinned_case` is the seam; the schema has no field for it yet).
+
+A run imported from elsewhere (`trialrun import`) has no world to re-run, so it cannot be
+turned into regression cases; `regress` says so.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from trialrun.errors import TrialrunError
+from trialrun.store import EpisodeRow, Store
+
+
+class CannotRegress(TrialrunError):
+    """A run whose failures cannot become regression cases (e.g. an imported run)."""
+
+
+@dataclass
+class Case:
+    """One pinned scenario: a scenario's task and seed, and the failed episodes behind it."""
+
+    scenario: str
+    task: str
+    seed: int
+    episodes: list[EpisodeRow] = field(default_factory=list)
+
+
+def _one_line(text: Any, limit: int = 240) -> str:
+    """Text from the record (grader reasons, names) made safe for one YAML comment line."""
+    text = " ".join(str(text).split())
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+def _slug(text: str) -> str:
+    return re.sub(r"[^A-Za-z0-9._-]+", "-", text).strip("-") or "case"
+
+
+def failed_cases(store: Store, run_id: str) -> list[Case]:
+    """The run's failed (scored) episodes, grouped by scenario, task and seed."""
+    cases: dict[tuple[str, str, int], Case] = {}
+    for e in store.episodes(run_id):
+        if e.success is False and e.end_reason != "error":
+            key = (e.scenario, e.task, e.seed)
+            cases.setdefault(key, Case(e.scenario, e.task, e.seed)).episodes.append(e)
+    return list(cases.values())
+
+
+def _first_error(store: Store, e: EpisodeRow) -> dict[str, Any]:
+    """Where the episode first went wrong: step, node and the failing graders' reasons; for
+    an episode with no graded error, the failing outcome grades."""
+    if e.first_error_step is not None:
+        ep = store.load_episode(e.id)
+        step = next((s for s in ep.steps if s.index == e.first_error_step), None)
+        reasons = [f"{g.grader}: {g.reason}" for g in (step.grades if step else [])
+                   if not g.passed]
+        return {"step": e.first_error_step, "node": e.first_error_node,
+                "reason": _one_line("; ".join(reasons) or "graded wrong")}
+    failed = [g for g in json.loads(e.outcome_grades or "[]") if not g.get("passed")]
+    return {"step": None, "node": None, "reason": _one_line(
+        "no step graded wrong; outcome: "
+        + ("; ".join(f"{g.get('grader')}: {g.get('reason', '')}" for g in failed)
+           or f"ended {e.end_reason}"))}
+
+
+def pinned_case(source: dict[str, Any], plan: Any, case: Case, run_id: str,
+                errors: list[dict[str, Any]]) -> dict[str, Any]:
+    """The scenario mapping of one regression case (the seam for a recorded prefix)."""
+    data = dict(source)
+    sc = plan.scenario
+    data["name"] = f"regress/{case.scenario}/{case.task}/s{case.seed}"
+    data["description"] = (f"Regression case from run {run_id}: scenario {case.scenario}, "
+                           f"task {case.task}, seed {case.seed}.")
+    data["tags"] = sorted({*(data.get("tags") or []), "regression"})
+    world = dict(data.get("world") or {})
+    if sc.world.sandbox is not None:
+        world["sandbox"] = sc.world.sandbox  # the run's --sandbox, if it overrode the file's
+    data["world"] = world
+    data["tasks"] = [plan.tasks[case.task]]
+    data["seeds"] = [case.seed]
+    data["trials"] = sc.trials
+    data["provenance"] = {
+        "run": run_id, "scenario": case.scenario, "task": case.task, "seed": case.seed,
+        "episodes": [{"episode": e.id, "trial": e.trial, "first_error": err}
+                     for e, err in zip(case.episodes, errors, strict=True)]}
+    return data
+
+
+def _comment(case: Case, run_id: str, errors: list[dict[str, Any]]) -> str:
+    lines = [("", f"Regression case written by `trialrun regress {run_id}`."),
+             ("", f"From run {run_id}: scenario {case.scenario}, task {case.task}, "
+                  f"seed {case.seed}."), ("", "Failed episode(s):")]
+    for e, err in zip(case.episodes, errors, strict=True):
+        where = (f"first error at step {err['step']}, node {err['node']}"
+                 if err["step"] is not None else "no step graded wrong")
+        lines.append(("  ", f"{e.id} (trial {e.trial}): {where}: {err['reason']}"))
+        lines.append(("    ", f"trialrun show {e.id}"))
+    lines.append(("", "It fails until the agent is fixed: trialrun run <this folder> "
+                      "--gate success>=1"))
+    # One line each, whatever the record holds: a newline in a reason must not end the
+    # comment and start YAML.
+    return "".join(f"# {indent}{_one_line(text, 400)}\n" for indent, text in lines)
+
+
+def write_regressions(store: Store, run_id: str, out_dir: str | Path,
+                      on_case: Callable[[Path], None] | None = None) -> list[Path]:
+    """Write every failed (scenario, task, seed) of the run as a scenario file in `out_dir`;
+    the paths written (none if nothing failed)."""
+    from trialrun.runner import plan_of_run
+
+    run = store.get_run(run_id)
+    options = json.loads(run.options or "{}")
+    if options.get("imported"):
+        imp = options["imported"]
+        raise CannotRegress(
+            f"run {run.id} was imported from {imp.get('format')} "
+            f"({', '.join(imp.get('files', []))}): trialrun has no world that re-creates that "
+            "environment, so its failures cannot be re-run as regression cases (use "
+            f"`trialrun show {run.id} --failed` to read them)")
+    cases = failed_cases(store, run.id)
+    if not cases:
+        return []
+    plan = plan_of_run(store, run.id)
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    written = []
+    for case in cases:
+        sp = plan.scenarios.get(case.scenario)
+        if sp is None:  # the run's own scenario text is stored with it: this is a bug
+            raise CannotRegress(f"run {run.id} has no stored scenario {case.scenario!r}")
+        source = yaml.safe_load(sp.loaded.source)
+        errors = [_first_error(store, e) for e in case.episodes]
+        data = pinned_case(source, sp, case, run.id, errors)
+        path = out / f"{_slug(case.scenario)}__{_slug(case.task)}__s{case.seed}.yaml"
+        path.write_text(_comment(case, run.id, errors)
+                        + yaml.safe_dump(data, sort_keys=False, allow_unicode=True),
+                        encoding="utf-8")
+        written.append(path)
+        if on_case is not None:
+            on_case(path)
+    return written
