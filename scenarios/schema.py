@@ -11,6 +11,8 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
+from trialrun.trajectory import Decision
+
 
 class Strict(BaseModel):
     model_config = ConfigDict(extra="forbid")
@@ -176,6 +178,26 @@ class Provenance(Strict):
     episodes: list[ProvenanceEpisode] = Field(default_factory=list)
 
 
+class RecordedAnswer(Strict):
+    approved: bool
+    seconds: float = 0.0
+    cost: float = 0.0
+    reviewer: str = "recorded"
+
+
+class RecordedPrefix(Strict):
+    """Steps one episode replays from a record before its agent decides: a regression case
+    that starts where the agent went wrong (`trialrun regress --from-first-error`)."""
+
+    task: str
+    seed: int
+    trial: int = Field(ge=0)
+    decisions: list[Decision] = Field(description="the recorded decisions, in order; the "
+                                      "agent adopts them as its own")
+    answers: list[RecordedAnswer] = Field(
+        default_factory=list, description="the checkpoint answers given in those steps")
+
+
 class Scenario(Strict):
     """A scenario file: the world, the task(s), the agent, graders, checkpoints, trials."""
 
@@ -201,6 +223,26 @@ class Scenario(Strict):
     provenance: Provenance | None = Field(
         None, description="where a regression case came from (run, episodes, first errors); "
         "written by `trialrun regress`, not read when the case runs")
+    start_from: list[RecordedPrefix] = Field(
+        default_factory=list, description="recorded steps an episode (task, seed, trial) "
+        "replays before its agent decides; written by `trialrun regress --from-first-error`")
+
+    @field_validator("start_from")
+    @classmethod
+    def _prefixes(cls, v: list[RecordedPrefix], info: Any) -> list[RecordedPrefix]:
+        trials, seeds, tasks = (info.data.get(k) for k in ("trials", "seeds", "tasks"))
+        known = {t.id for t in tasks} if isinstance(tasks, list) else None
+        seed_set = set(range(seeds)) if isinstance(seeds, int) else set(seeds or [])
+        for p in v:
+            if known is not None and p.task not in known:
+                raise ValueError(f"start_from: no task {p.task!r} (tasks: "
+                                 f"{', '.join(sorted(known))})")
+            if seeds is not None and p.seed not in seed_set:
+                raise ValueError(f"start_from: seed {p.seed} is not one of the scenario's seeds")
+            if trials is not None and p.trial >= trials:
+                raise ValueError(f"start_from: trial {p.trial} but the scenario has {trials} "
+                                 "trial(s)")
+        return v
 
     @field_validator("seeds")
     @classmethod

@@ -254,7 +254,7 @@ def test_junit_keeps_untrusted_text_as_text(store, tmp_path):
 
 # --- the command line: import carries --gate and --junit ----------------------------------
 def _cli(*args, cwd):
-    return subprocess.run([sys.executable, "-c", "from trialrun.cli_ci import main; main()",
+    return subprocess.run([sys.executable, "-m", "trialrun.cli",
                            *args], capture_output=True, text=True, timeout=300, cwd=cwd)
 
 

@@ -92,7 +92,7 @@ def test_diff_command_terminal_json_html(tmp_path, store):
     s = Store(db)
     a = run_source(s, _variant(0.05, "60")).run_id
     b = run_source(s, _variant(0.40, "60")).run_id
-    out = subprocess.run([sys.executable, "-c", "from trialrun.cli_ci import main; main()",
+    out = subprocess.run([sys.executable, "-m", "trialrun.cli",
                           "diff", a, b, "--db", db, "--json", str(tmp_path / "d.json"),
                           "--html", str(tmp_path / "d.html")],
                          capture_output=True, text=True, timeout=300, cwd=tmp_path)
@@ -103,7 +103,7 @@ def test_diff_command_terminal_json_html(tmp_path, store):
     assert data["run_a"] == a and data["success"]["significant"]
     html = (tmp_path / "d.html").read_text()
     assert "resolve" in html and "<script" not in html
-    bad = subprocess.run([sys.executable, "-c", "from trialrun.cli_ci import main; main()",
+    bad = subprocess.run([sys.executable, "-m", "trialrun.cli",
                           "diff", a, "nope", "--db", db], capture_output=True, text=True,
                          cwd=tmp_path)
     assert bad.returncode == 2 and "no run 'nope'" in bad.stderr and "Traceback" not in bad.stderr

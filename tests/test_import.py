@@ -359,7 +359,7 @@ def test_the_import_command_prints_the_report_and_writes_json_and_html(tmp_path)
     db = f"sqlite:///{tmp_path / 'r.db'}"
 
     def cli(*args):
-        return subprocess.run([sys.executable, "-c", "from trialrun.cli_ci import main; main()",
+        return subprocess.run([sys.executable, "-m", "trialrun.cli",
                                *args], capture_output=True, text=True, timeout=300,
                               cwd=tmp_path)
 

@@ -43,13 +43,8 @@ NODE_MAP = {"find_customer": "verify_identity", "list_orders": "lookup_order",
 
 
 def _serve_cmd() -> list[str]:
-    """`trialrun serve-world` as test_cli runs the CLI (`python -m trialrun.cli`), or the
-    module alone while the command is not mounted there yet."""
-    from trialrun.cli import app
-
-    mounted = any(c.name == "serve-world" for c in app.registered_commands)
-    return [sys.executable, "-m", "trialrun.cli" if mounted else "trialrun.cli_serve",
-            "serve-world"]
+    """`trialrun serve-world` as test_cli runs the CLI."""
+    return [sys.executable, "-m", "trialrun.cli", "serve-world"]
 
 
 def _run(store: Store, source: str, **opts: Any):

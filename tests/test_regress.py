@@ -22,8 +22,8 @@ FIXED = '{type: scripted:retail, name: fixed, params: {error_rates: {}}}'
 
 
 def _cli(*args, cwd):
-    return subprocess.run([sys.executable, "-c", "from trialrun.cli_ci import main; main()",
-                           *args], capture_output=True, text=True, timeout=300, cwd=cwd)
+    return subprocess.run([sys.executable, "-m", "trialrun.cli", *args], capture_output=True,
+                          text=True, timeout=300, cwd=cwd)
 
 
 def test_regress_turns_failures_into_a_suite_that_fails_before_the_fix_and_passes_after(
@@ -65,8 +65,41 @@ def test_regress_turns_failures_into_a_suite_that_fails_before_the_fix_and_passe
     assert after.returncode == 0, after.stderr + after.stdout
 
 
+def test_a_case_from_the_first_error_starts_where_the_agent_went_wrong(tmp_path):
+    db = f"sqlite:///{tmp_path / 'runs.db'}"
+    store = Store(db)
+    run = run_source(store, PLANTED)
+    failed = {(e.task, e.seed, e.trial): e for e in store.episodes(run.run_id)
+              if e.success is False}
+    out = _cli("regress", run.run_id, "-o", str(tmp_path / "cases"), "--from-first-error",
+               "--db", db, cwd=tmp_path)
+    assert out.returncode == 0, out.stderr
+    for f in (tmp_path / "cases").glob("*.yaml"):
+        data = yaml.safe_load(f.read_text())
+        for p in data["start_from"]:  # the steps before the first error, as recorded
+            parent = store.load_episode(failed[(p["task"], p["seed"], p["trial"])].id)
+            assert len(p["decisions"]) == parent.first_error.index == 3
+    before = _cli("run", str(tmp_path / "cases"), "--db", db, "--no-progress", "--json",
+                  str(tmp_path / "b.json"), cwd=tmp_path)
+    assert before.returncode == 0, before.stderr
+    rid = json.loads((tmp_path / "b.json").read_text())["run_id"]
+    for e in store.episodes(rid):
+        ep = store.load_episode(e.id)
+        parent = failed.get((e.task, e.seed, e.trial))
+        if parent is None:
+            continue  # a trial of the same seed that passed: it runs from the start
+        parent = store.load_episode(parent.id)
+        k = parent.first_error.index
+        # The replayed prefix is the record; the unchanged agent errs at the same step.
+        assert [s.decision for s in ep.steps[:k]] == [s.decision for s in parent.steps[:k]]
+        assert ep.success is False and ep.first_error.index == k
+    after = _cli("run", str(tmp_path / "cases"), "--db", db, "--no-progress",
+                 "--gate", "success>=1", "--agent", FIXED, cwd=tmp_path)
+    assert after.returncode == 0, after.stderr + after.stdout
+
+
 def test_generated_tasks_are_pinned_in_full(store, tmp_path):
-    from trialrun.regress import write_regressions
+    from trialrun.replay.regress import write_regressions
 
     text = (LIBRARY / "calendar" / "generated_hard.yaml").read_text().replace(
         "generate: 200", "generate: 12").replace(
@@ -83,7 +116,7 @@ def test_generated_tasks_are_pinned_in_full(store, tmp_path):
 
 
 def test_untrusted_text_stays_in_its_comment():
-    from trialrun.regress import Case, _comment
+    from trialrun.replay.regress import Case, _comment
 
     class E:  # an EpisodeRow stand-in
         id, trial = "r-1", 0

@@ -268,6 +268,9 @@ def regress(
     run_id: Annotated[str, typer.Argument(help="a run whose failures to keep")],
     out: Annotated[Path, typer.Option("-o", "--out", help="the folder to write into")] = Path(
         "regressions"),
+    from_first_error: Annotated[bool, typer.Option(
+        help="start each case at its recorded first error: the steps before it replayed "
+             "and adopted by the agent (no model call for them)")] = False,
     db: DbOption = DEFAULT_DB,
 ) -> None:
     """Write each failed episode of a run as a pinned scenario (world options, that task,
@@ -275,7 +278,7 @@ def regress(
     `trialrun run regressions/ --gate success>=1`."""
     from rich.progress import Progress
 
-    from trialrun.regress import CannotRegress, failed_cases, write_regressions
+    from trialrun.replay.regress import CannotRegress, failed_cases, write_regressions
 
     store = _store(db)
     run_id = _run_id(store, run_id)
@@ -283,7 +286,8 @@ def regress(
     try:
         with Progress(console=console, transient=True) as bar:
             t = bar.add_task("regression cases", total=len(failed_cases(store, run_id)))
-            paths = write_regressions(store, run_id, out, lambda _: bar.advance(t))
+            paths = write_regressions(store, run_id, out, lambda _: bar.advance(t),
+                                      from_first_error)
     except CannotRegress as e:
         _err(str(e))
         raise typer.Exit(2) from None
@@ -356,12 +360,3 @@ def register(app: typer.Typer) -> None:
     for name, fn in (("diff", diff), ("regress", regress), ("import", import_cmd)):
         if name not in have:
             app.command(name)(fn)
-
-
-def main() -> None:
-    """`trialrun` with these commands mounted (the main entry point, until cli.py mounts
-    them itself)."""
-    from trialrun import cli
-
-    register(cli.app)
-    cli.main()

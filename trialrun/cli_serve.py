@@ -126,25 +126,3 @@ def served_scenario(ls: Any, *, task: str | None, seed: int | None, transport: s
         return load_scenario_source(yaml.safe_dump(data, sort_keys=False), ls.path)
     except ScenarioError as e:
         raise ValueError("; ".join(str(i) for i in e.issues) or str(e)) from None
-
-
-def main() -> None:
-    """`python -m trialrun.cli_serve`: the command alone (the `trialrun` CLI mounts it as
-    `serve-world`)."""
-    from trialrun.errors import TrialrunError
-
-    app = typer.Typer(add_completion=False, pretty_exceptions_enable=False,
-                      no_args_is_help=True)
-    app.callback()(lambda: None)  # keep the `serve-world` word, as under `trialrun`
-    app.command("serve-world")(serve_world)
-    try:
-        app()
-    except TrialrunError as e:
-        import sys
-
-        print(f"error: {e}", file=sys.stderr)
-        sys.exit(2)
-
-
-if __name__ == "__main__":
-    main()

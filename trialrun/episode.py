@@ -121,6 +121,14 @@ class Episode:
         self.world: World = plan.new_world(key)
         self.agent = agent or plan.new_agent()
         self.human = human or plan.new_human(key)
+        prefix = plan.prefix_for(key) if agent is None and human is None else None
+        if prefix is not None:  # a regression case that starts where the agent went wrong
+            from trialrun.humans import HumanAnswer, RecordedHuman
+            from trialrun.replay.exact import RecordedAgent
+
+            self.agent = RecordedAgent(prefix.decisions, then=self.agent)
+            self.human = RecordedHuman([HumanAnswer(**a.model_dump()) for a in prefix.answers],
+                                       then=self.human)
         self.policy = policy or plan.new_policy()
         self.agent_label = agent_label or self.sc.agent.label
         self.correct_at = correct_at

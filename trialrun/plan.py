@@ -80,6 +80,11 @@ class ScenarioPlan:
         return self.loaded.human_cls(self.loaded.human_options,
                                      stable_rng(salt, key.seed, key.trial))
 
+    def prefix_for(self, key: EpisodeKey) -> Any:
+        """The recorded steps this episode replays first (`start_from`), or None."""
+        return next((p for p in self.scenario.start_from if (p.task, p.seed, p.trial)
+                     == (key.task, key.seed, key.trial)), None)
+
     def new_policy(self) -> CheckpointPolicy:
         return self.loaded.policy_cls(self.loaded.policy_options)
 

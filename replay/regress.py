@@ -12,8 +12,10 @@ Each file says where it came from twice: in a comment at the top, for the reader
 `provenance:` field (the run, and for each failed episode its id, trial and first error: step,
 node, reason), which the loader validates and ignores when it runs the case.
 
-Not yet written: the recorded prefix up to the first error, which would start the case where
-the agent went wrong (`pinned_case` is the seam; the schema has no field for it yet).
+With `from_first_error`, each failed episode's recorded steps up to its first error go in
+`start_from:` (the decisions, model calls included, and the checkpoint answers): the case
+starts exactly where the agent went wrong, its agent adopting the recorded steps as its own
+(no model call for them), and asks whether the agent gets that step right.
 
 A run imported from elsewhere (`trialrun import`) has no world to re-run, so it cannot be
 turned into regression cases; `regress` says so.
@@ -85,9 +87,26 @@ def _first_error(store: Store, e: EpisodeRow) -> dict[str, Any]:
            or f"ended {e.end_reason}"))}
 
 
+def _prefix(store: Store, e: EpisodeRow) -> dict[str, Any] | None:
+    """The episode's recorded steps before its first error, as `start_from` holds them."""
+    if e.first_error_step is None:
+        return None
+    from trialrun.replay.exact import recorded_answers
+
+    ep = store.load_episode(e.id)
+    steps = ep.steps[:e.first_error_step]
+    reviews = sum(1 for s in steps if s.checkpoint and s.checkpoint.reviewed)
+    return {"task": e.task, "seed": e.seed, "trial": e.trial,
+            "decisions": [s.decision.model_dump(mode="json", exclude_none=True)
+                          for s in steps],
+            "answers": [a.model_dump() for a in recorded_answers(ep)[:reviews]]}
+
+
 def pinned_case(source: dict[str, Any], plan: Any, case: Case, run_id: str,
-                errors: list[dict[str, Any]]) -> dict[str, Any]:
-    """The scenario mapping of one regression case (the seam for a recorded prefix)."""
+                errors: list[dict[str, Any]],
+                prefixes: list[dict[str, Any]] | None = None) -> dict[str, Any]:
+    """The scenario mapping of one regression case, started from the recorded `prefixes`
+    when given."""
     data = dict(source)
     sc = plan.scenario
     data["name"] = f"regress/{case.scenario}/{case.task}/s{case.seed}"
@@ -105,6 +124,8 @@ def pinned_case(source: dict[str, Any], plan: Any, case: Case, run_id: str,
         "run": run_id, "scenario": case.scenario, "task": case.task, "seed": case.seed,
         "episodes": [{"episode": e.id, "trial": e.trial, "first_error": err}
                      for e, err in zip(case.episodes, errors, strict=True)]}
+    if prefixes:
+        data["start_from"] = prefixes
     return data
 
 
@@ -125,9 +146,11 @@ def _comment(case: Case, run_id: str, errors: list[dict[str, Any]]) -> str:
 
 
 def write_regressions(store: Store, run_id: str, out_dir: str | Path,
-                      on_case: Callable[[Path], None] | None = None) -> list[Path]:
-    """Write every failed (scenario, task, seed) of the run as a scenario file in `out_dir`;
-    the paths written (none if nothing failed)."""
+                      on_case: Callable[[Path], None] | None = None,
+                      from_first_error: bool = False) -> list[Path]:
+    """Write every failed (scenario, task, seed) of the run as a scenario file in `out_dir`
+    (each starting at its recorded first error with `from_first_error`); the paths written
+    (none if nothing failed)."""
     from trialrun.runner import plan_of_run
 
     run = store.get_run(run_id)
@@ -152,7 +175,9 @@ def write_regressions(store: Store, run_id: str, out_dir: str | Path,
             raise CannotRegress(f"run {run.id} has no stored scenario {case.scenario!r}")
         source = yaml.safe_load(sp.loaded.source)
         errors = [_first_error(store, e) for e in case.episodes]
-        data = pinned_case(source, sp, case, run.id, errors)
+        prefixes = [p for p in (_prefix(store, e) for e in case.episodes) if p] \
+            if from_first_error else None
+        data = pinned_case(source, sp, case, run.id, errors, prefixes)
         path = out / f"{_slug(case.scenario)}__{_slug(case.task)}__s{case.seed}.yaml"
         path.write_text(_comment(case, run.id, errors)
                         + yaml.safe_dump(data, sort_keys=False, allow_unicode=True),
