@@ -59,7 +59,7 @@ from langgraph.checkpoint.memory import InMemorySaver
 from langgraph.types import Command
 from pydantic import Field, field_validator
 
-from trialrun.agents.base import AgentError, Feedback
+from trialrun.agents.base import AgentContext, AgentError, Feedback
 from trialrun.agents.self_driving import (
     CannotAdopt,
     Port,
@@ -123,8 +123,8 @@ def _proposal(value: Any) -> tuple[str, dict[str, Any], str] | None:
 class LangGraphAgent(SelfDrivingAgent):
     Options = LangGraphOptions
 
-    def __init__(self, options: Any = None) -> None:
-        super().__init__(options)
+    async def start(self, ctx: AgentContext, first: Observation) -> None:
+        await super().start(ctx, first)
         self._approval_fb: Feedback | None = None  # a resumed episode's answered review
         self._approval_ready = anyio.Event()
 

@@ -104,6 +104,34 @@ def test_an_llm_episode_resumed_from_its_pause_asks_the_model_nothing_twice(stor
         assert fake.requests == 3 + 2  # reply and finish: nothing before the pause again
 
 
+def test_a_resume_that_fails_keeps_the_pause_to_go_on_from(store):
+    doc = yaml.safe_load((RETAIL / "refund_in_window.yaml").read_text())
+    with FakeOpenAI() as fake:
+        fake.script("m", [tool("find_customer", {"email": "ana.ruiz@example.com"}),
+                          tool("get_order", {"order_id": "O-1001"}),
+                          tool("refund", {"order_id": "O-1001", "amount": 149.0}),
+                          tool("reply", {"message": "We refunded 149.00 to your card."}),
+                          finish()])
+        doc["agent"] = {"type": "openai", "params": {
+            "base_url": fake.base_url, "model": "m", "api_key_env": "NO_KEY_NEEDED",
+            "max_attempts": 1, "backoff_s": 0}}
+        doc["checkpoints"] = {"policy": "before_irreversible", "human": {"type": "reviewer"}}
+        doc["seeds"], doc["trials"] = 1, 1
+        first = run_source(store, yaml.safe_dump(doc), retry_backoff_s=0.0)
+        [item] = store.reviews(first.run_id)
+        store.answer_review(item.id, True, "ana")
+        fake.fail("m", "500")  # the endpoint is down when the run goes on
+        failed = anyio.run(lambda: run_episodes(store, [], resume=first.run_id, options=
+                                                RunOptions(retry_backoff_s=0.0)))
+        assert failed.errors == 1
+        [kept] = store.episodes(first.run_id)
+        assert kept.end_reason == "paused"  # the pause is still there, nothing lost
+        fake.always.clear()
+        [result] = resume(store, first.run_id).results
+    assert result.success and [s.decision.tool for s in result.steps][:3] == [
+        "find_customer", "get_order", "refund"]
+
+
 def test_a_reviewer_answers_only_within_a_run(store):
     loaded = load_scenario_source(reviewed(seeds=1), "inline.yaml")
     plan = ScenarioPlan.build(loaded)

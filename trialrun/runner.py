@@ -93,7 +93,7 @@ async def run_episodes(
         store.drop_errors(run_id)  # errors are not outcomes: run those episodes again
         # Paused episodes whose review is answered go on from where they stopped.
         plan.resume_from = store.paused_ready(run_id)
-        done = store.done_keys(run_id)
+        done = store.done_keys(run_id) - set(plan.resume_from)
         store.set_status(run_id, "running")
     else:
         plan = RunPlan.build(loaded, opts.overrides(), opts.limit)
@@ -109,6 +109,15 @@ async def run_episodes(
     executor: Executor = resolve("executor", opts.executor)(opts.executor_options())
 
     def on_result(result: EpisodeResult) -> None:
+        key = str(result.key)
+        if key in plan.resume_from:
+            if result.end_reason == EndReason.error:
+                # Keep the pause (the prefix to go on from); the next resume tries again.
+                summary.errors += 1
+                if on_episode:
+                    on_episode(result)
+                return
+            store.drop_paused(run_id, key)  # the resumed episode takes its place
         store.save_episode(run_id, result)
         summary.ran += 1
         summary.errors += result.end_reason == EndReason.error

@@ -351,9 +351,9 @@ class Store:
                 EpisodeRow.end_reason == EndReason.paused.value)).all())
 
     def paused_ready(self, run_id: str) -> dict[str, EpisodeResult]:
-        """The run's paused episodes whose review has been answered, by key, taken out of
-        the store (their record is the prefix they go on from; the resumed episode is
-        stored in their place)."""
+        """The run's paused episodes whose review has been answered (or has expired), by
+        key: the prefix each goes on from. They stay stored until the resumed episode
+        replaces them (`drop_paused`), so a resume killed half-way loses nothing."""
         with Session(self.engine) as s:
             rows = s.exec(select(EpisodeRow.id, EpisodeRow.key, EpisodeRow.n_steps).where(
                 EpisodeRow.run_id == run_id,
@@ -365,15 +365,18 @@ class Store:
                 item.deadline_s is None or age_s(item.created_at) <= item.deadline_s)
             if not waiting:  # answered, or past its deadline: the fallback answers it
                 ready[key] = self.load_episode(ep_id)
-        if ready:
-            with Session(self.engine) as s:
-                ids = s.exec(select(EpisodeRow.id).where(
-                    EpisodeRow.run_id == run_id, EpisodeRow.key.in_(list(ready)),
-                    EpisodeRow.end_reason == EndReason.paused.value)).all()
+        return ready
+
+    def drop_paused(self, run_id: str, key: str) -> None:
+        """Remove a paused episode's record: its resumed episode is about to replace it."""
+        with Session(self.engine) as s:
+            ids = s.exec(select(EpisodeRow.id).where(
+                EpisodeRow.run_id == run_id, EpisodeRow.key == key,
+                EpisodeRow.end_reason == EndReason.paused.value)).all()
+            if ids:
                 s.exec(delete(StepRow).where(StepRow.episode_id.in_(ids)))
                 s.exec(delete(EpisodeRow).where(EpisodeRow.id.in_(ids)))
                 s.commit()
-        return ready
 
     def save_episode(self, run_id: str, r: EpisodeResult) -> str:
         # 64 random bits: 32 collide within a 100,000-episode run (birthday bound).
