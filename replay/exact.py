@@ -113,8 +113,11 @@ async def replay_episode(store: Store, episode_id: str) -> tuple[ReplayReport, E
     plan = plan_of_run(store, row.run_id).scenarios[row.scenario]
     agent = RecordedAgent([st.decision for st in original.steps])
     human = RecordedHuman(recorded_answers(original))
-    replayed = await run_episode(plan, original.key, agent=agent, human=human,
-                                 agent_label=original.agent)
+    from trialrun.graders.judge import JudgeCache, use_judge_cache
+
+    with use_judge_cache(JudgeCache(store)):  # a judge's recorded answers, no new requests
+        replayed = await run_episode(plan, original.key, agent=agent, human=human,
+                                     agent_label=original.agent)
     diffs = compare(original, replayed)
     return ReplayReport(episode_id=episode_id, identical=not diffs, steps=len(replayed.steps),
                         differences=diffs, recorded_success=original.success,

@@ -98,6 +98,7 @@ async def fork_episodes(store: Store, episode_ids: list[str], at: int | str,
                         ) -> tuple[str, list[ForkResult]]:
     """Fork each episode at `at` with `agent` (a scenario `agent:` mapping; None: the same
     agent), store the forks as one run, and return its id and the results."""
+    from trialrun.graders.judge import JudgeCache, use_judge_cache
     from trialrun.variants import agent_variants
 
     if not episode_ids:
@@ -121,7 +122,8 @@ async def fork_episodes(store: Store, episode_ids: list[str], at: int | str,
             k = await fork_point(store, parent_plan, ep_id, parent, at)
             plan = plans[(row.run_id, row.scenario)]
             try:
-                fork = await _fork_one(parent, plan, k)
+                with use_judge_cache(JudgeCache(store)):  # the prefix's judge answers, free
+                    fork = await _fork_one(parent, plan, k)
             except InfraError as e:
                 raise ForkError(f"fork of {ep_id} at step {k}: {e}") from None
             fork = fork.model_copy(update={"parent": ep_id})
