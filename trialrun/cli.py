@@ -705,12 +705,14 @@ def check_world(
 
 def _mount_ci() -> None:
     """Commands that live in their own modules (each imports only typer at the top):
-    diff, regress and import (cli_ci), serve-world (cli_serve)."""
+    diff, regress and import (cli_ci), serve-world (cli_serve), serve (web)."""
     from trialrun.cli_ci import register
     from trialrun.cli_serve import serve_world
+    from trialrun.web.cli import serve
 
     register(app)
     app.command("serve-world")(serve_world)
+    app.command("serve")(serve)
 
 
 _mount_ci()

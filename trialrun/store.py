@@ -13,7 +13,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from sqlalchemy import Index, UniqueConstraint, event, insert, inspect, text
-from sqlmodel import Field, Session, SQLModel, create_engine, delete, select
+from sqlmodel import Field, Session, SQLModel, create_engine, delete, select, update
 
 from trialrun.errors import NotFound
 from trialrun.trajectory import EndReason, EpisodeKey, EpisodeResult, Grade, Step
@@ -328,20 +328,21 @@ class Store:
     def answer_review(self, item_id: str, approved: bool, reviewer: str, comment: str = "",
                       status: str = "answered") -> ReviewRow:
         """Record an answer; an item already answered keeps its first answer (a second
-        answer must not silently turn a deny into an approve)."""
+        answer must not silently turn a deny into an approve). One conditional UPDATE, so two
+        reviewers in two processes cannot both win."""
         with Session(self.engine) as s:
+            done = s.execute(update(ReviewRow).where(
+                ReviewRow.id == item_id, ReviewRow.status == "pending").values(
+                approved=approved, reviewer=reviewer, comment=comment, status=status,
+                answered_at=_now())).rowcount
+            s.commit()
             item = s.get(ReviewRow, item_id)
             if item is None:
                 raise NotFound(f"no review item {item_id!r} in {self.safe_url}")
-            if item.status != "pending":
+            if not done:
                 raise NotFound(f"review item {item_id} was already {item.status} "
                                f"({'approved' if item.approved else 'denied'} by "
                                f"{item.reviewer or 'the fallback'})")
-            item.approved, item.reviewer, item.comment = approved, reviewer, comment
-            item.status, item.answered_at = status, _now()
-            s.add(item)
-            s.commit()
-            s.refresh(item)
             return item
 
     def count_paused(self, run_id: str) -> int:
@@ -640,3 +641,112 @@ def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
     cur.execute("PRAGMA synchronous=NORMAL")
     cur.execute("PRAGMA foreign_keys=ON")
     cur.close()
+
+
+# --- paginated reads for the web app (issue 12: `trialrun serve`) ----------------------------
+# Each page of the web app costs a few indexed queries with LIMIT/OFFSET: a 20,000-episode run
+# is never loaded whole to draw one page. Additive: nothing above calls these.
+def _agg(s: Session, run_id: str) -> dict[str, int]:
+    row = s.exec(text(
+        "SELECT count(*), sum(success = 1), sum(end_reason = 'error'), "
+        "sum(end_reason = 'paused') FROM episode WHERE run_id = :r").bindparams(r=run_id)).one()
+    return {"episodes": row[0] or 0, "successes": row[1] or 0, "errors": row[2] or 0,
+            "paused": row[3] or 0}
+
+
+def runs_page(store: Store, limit: int, offset: int = 0
+              ) -> tuple[list[tuple[RunRow, dict[str, int]]], int]:
+    """Runs newest first, one page of them with their episode counts, and how many runs."""
+    with Session(store.engine) as s:
+        total = s.exec(text("SELECT count(*) FROM run")).one()[0]
+        rows = s.exec(select(RunRow).order_by(RunRow.created_at.desc(), RunRow.id)
+                      .limit(limit).offset(offset)).all()
+        return [(r, _agg(s, r.id)) for r in rows], total
+
+
+def run_counts(store: Store, run_id: str) -> dict[str, Any]:
+    """A run's episodes counted: overall, by end reason and by scenario (grouped in SQL)."""
+    with Session(store.engine) as s:
+        counts: dict[str, Any] = _agg(s, run_id)
+        counts["failures"] = s.exec(text(
+            "SELECT count(*) FROM episode WHERE run_id = :r AND success = 0")
+            .bindparams(r=run_id)).one()[0]
+        counts["end_reasons"] = dict(s.exec(text(
+            "SELECT end_reason, count(*) FROM episode WHERE run_id = :r GROUP BY end_reason "
+            "ORDER BY end_reason").bindparams(r=run_id)).all())
+        counts["scenarios"] = [tuple(x) for x in s.exec(text(
+            "SELECT scenario, count(*), sum(success = 1) FROM episode WHERE run_id = :r "
+            "GROUP BY scenario ORDER BY scenario").bindparams(r=run_id)).all()]
+        return counts
+
+
+def episode_page(store: Store, run_id: str, limit: int, offset: int = 0,
+                 scenario: str | None = None, success: bool | None | str = "any"
+                 ) -> tuple[list[EpisodeRow], int]:
+    """One page of a run's episodes, failed first (then unscored, then successes), filtered
+    by scenario and by success (True, False, None for unscored, "any"), and the filtered
+    count."""
+    q = select(EpisodeRow).where(EpisodeRow.run_id == run_id)
+    n = select(EpisodeRow.id).where(EpisodeRow.run_id == run_id)
+    conds = []
+    if scenario:
+        conds.append(EpisodeRow.scenario == scenario)
+    if success is None:
+        conds.append(EpisodeRow.success.is_(None))
+    elif success != "any":
+        conds.append(EpisodeRow.success == bool(success))
+    q, n = q.where(*conds), n.where(*conds)
+    failed_first = text("CASE WHEN episode.success = 0 THEN 0 WHEN episode.success IS NULL "
+                        "THEN 1 ELSE 2 END")
+    with Session(store.engine) as s:
+        from sqlalchemy import func
+
+        total = s.exec(select(func.count()).select_from(n.subquery())).one()
+        rows = s.exec(q.order_by(failed_first, EpisodeRow.scenario, EpisodeRow.task,
+                                 EpisodeRow.seed, EpisodeRow.trial)
+                      .limit(limit).offset(offset)).all()
+        return list(rows), int(total)
+
+
+def episode_by_key(store: Store, run_id: str, key: str) -> EpisodeRow | None:
+    """A run's stored episode for a planned key (the paused one, while it waits)."""
+    with Session(store.engine) as s:
+        return s.exec(select(EpisodeRow).where(EpisodeRow.run_id == run_id,
+                                               EpisodeRow.key == key)).first()
+
+
+def review_page(store: Store, status: str | None, limit: int, offset: int = 0
+                ) -> tuple[list[ReviewRow], int]:
+    """Review items oldest first (pending ones: the queue), one page, and how many."""
+    q = select(ReviewRow)
+    n = "SELECT count(*) FROM review"
+    if status is not None:
+        q = q.where(ReviewRow.status == status)
+        n += " WHERE status = :st"
+    with Session(store.engine) as s:
+        total = s.exec(text(n).bindparams(**({"st": status} if status else {}))).one()[0]
+        rows = s.exec(q.order_by(ReviewRow.created_at, ReviewRow.id)
+                      .limit(limit).offset(offset)).all()
+        return list(rows), int(total)
+
+
+def next_review(store: Store, exclude: str | None = None) -> ReviewRow | None:
+    """The oldest pending review item (other than `exclude`)."""
+    q = select(ReviewRow).where(ReviewRow.status == "pending")
+    if exclude is not None:
+        q = q.where(ReviewRow.id != exclude)
+    with Session(store.engine) as s:
+        return s.exec(q.order_by(ReviewRow.created_at, ReviewRow.id).limit(1)).first()
+
+
+def get_review(store: Store, item_id: str) -> ReviewRow | None:
+    with Session(store.engine) as s:
+        return s.get(ReviewRow, item_id)
+
+
+def episode_reviews(store: Store, run_id: str, key: str) -> list[ReviewRow]:
+    """The review items of one planned episode, by step."""
+    with Session(store.engine) as s:
+        return list(s.exec(select(ReviewRow).where(
+            ReviewRow.run_id == run_id, ReviewRow.episode_key == key)
+            .order_by(ReviewRow.step)).all())

@@ -1,0 +1,343 @@
+"""The web app over the store: the review queue, runs and episodes (server-rendered pages).
+
+Trust: agent and scenario text is untrusted, so every page goes through Jinja2 with
+autoescape on and a Content-Security-Policy that allows only this app's own script and
+stylesheet (no inline script, no inline style, nothing from elsewhere).
+
+Who may do what: with a token, every request carries it (the login form's HttpOnly cookie, or
+`Authorization: Bearer`). Every POST carries a CSRF token equal to the `trialrun_csrf` cookie
+(double submit; the cookie is SameSite=Strict, so a forged cross-site POST has neither) and
+an Origin, if the browser sends one, of this app: else 403. An answer goes through
+`store.answer_review`, which refuses a second answer: the page says "already answered" (409).
+
+Cost: each page is a handful of indexed queries with LIMIT/OFFSET; no page loads a whole run
+(a 20,000-episode run page is tens of milliseconds).
+"""
+
+from __future__ import annotations
+
+import hmac
+import json
+import math
+import secrets
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlencode, urlsplit
+
+from jinja2 import Environment, FileSystemLoader, select_autoescape
+from starlette.applications import Starlette
+from starlette.middleware import Middleware
+from starlette.middleware.base import BaseHTTPMiddleware
+from starlette.requests import Request
+from starlette.responses import HTMLResponse, PlainTextResponse, RedirectResponse, Response
+from starlette.routing import Mount, Route
+from starlette.staticfiles import StaticFiles
+
+from trialrun import store as st
+from trialrun.errors import NotFound
+from trialrun.store import Store
+
+HERE = Path(__file__).parent
+PAGE = 50  # rows per page
+CSRF_COOKIE, AUTH_COOKIE = "trialrun_csrf", "trialrun_token"
+CSP = ("default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self'; "
+       "form-action 'self'; frame-ancestors 'none'; base-uri 'none'")
+OPEN_PATHS = ("/login", "/static/", "/favicon.ico")
+
+_env = Environment(loader=FileSystemLoader(HERE / "templates"),
+                   autoescape=select_autoescape(default=True, default_for_string=True),
+                   trim_blocks=True, lstrip_blocks=True)
+
+
+def _pretty(value: str | None) -> str:
+    if not value:
+        return ""
+    try:
+        return json.dumps(json.loads(value), indent=2, ensure_ascii=False)
+    except ValueError:
+        return value
+
+
+def _compact(value: Any) -> str:
+    """A tool's output on one line (wrapped by the page), for the steps table."""
+    try:
+        return json.dumps(value, ensure_ascii=False, separators=(", ", ": "))
+    except (TypeError, ValueError):
+        return str(value)
+
+
+_env.filters["pretty"] = _pretty
+_env.filters["compact"] = _compact
+
+
+class _Guard(BaseHTTPMiddleware):
+    """Token check, the CSRF cookie, and the security headers on every response."""
+
+    def __init__(self, app: Any, token: str | None) -> None:
+        super().__init__(app)
+        self.token = token
+
+    async def dispatch(self, request: Request, call_next: Any) -> Response:
+        csrf = request.cookies.get(CSRF_COOKIE) or ""
+        fresh = len(csrf) < 32
+        request.state.csrf = secrets.token_urlsafe(32) if fresh else csrf
+        if self.token and not request.url.path.startswith(OPEN_PATHS) \
+                and not self._authorized(request):
+            if request.method == "GET" and "text/html" in request.headers.get("accept", ""):
+                response: Response = RedirectResponse(
+                    "/login?" + urlencode({"next": request.url.path}), status_code=303)
+            else:
+                response = PlainTextResponse("a token is required", status_code=401,
+                                             headers={"WWW-Authenticate": "Bearer"})
+        elif request.method == "POST" and not _same_origin(request):
+            response = PlainTextResponse("cross-site request refused", status_code=403)
+        else:
+            response = await call_next(request)
+        if fresh:
+            response.set_cookie(CSRF_COOKIE, request.state.csrf, httponly=True,
+                                samesite="strict", secure=request.url.scheme == "https")
+        response.headers["X-Content-Type-Options"] = "nosniff"
+        response.headers.setdefault("Content-Security-Policy", CSP)  # the report has its own
+        response.headers["Referrer-Policy"] = "same-origin"
+        response.headers["X-Frame-Options"] = "DENY"
+        response.headers.setdefault("Cache-Control", "no-store")
+        return response
+
+    def _authorized(self, request: Request) -> bool:
+        assert self.token
+        given = request.cookies.get(AUTH_COOKIE, "")
+        auth = request.headers.get("authorization", "")
+        if auth.lower().startswith("bearer "):
+            given = auth[7:].strip()
+        return hmac.compare_digest(given.encode(), self.token.encode())
+
+
+def _same_origin(request: Request) -> bool:
+    """A browser's Origin (or Referer) must name this app; tools that send neither pass on
+    to the CSRF token check."""
+    origin = request.headers.get("origin") or request.headers.get("referer")
+    if not origin or origin == "null":
+        return origin != "null"
+    u = urlsplit(origin)
+    return f"{u.scheme}://{u.netloc}" == f"{request.url.scheme}://{request.url.netloc}"
+
+
+async def _form(request: Request) -> dict[str, str] | Response:
+    """The POSTed form, or a 403 response when its CSRF token is not the cookie's."""
+    form = await request.form()
+    sent = str(form.get("csrf", ""))
+    cookie = request.cookies.get(CSRF_COOKIE, "")
+    if not cookie or not hmac.compare_digest(sent.encode(), cookie.encode()):
+        return _page(request, "error.html.j2", 403, title="Forbidden",
+                     message="the form's CSRF token is missing or wrong: reload the page and "
+                             "try again")
+    return {k: str(v) for k, v in form.items()}
+
+
+def _page(request: Request, template: str, code: int = 200, **ctx: Any) -> HTMLResponse:
+    html = _env.get_template(template).render(csrf=request.state.csrf, path=request.url.path,
+                                              login=request.app.state.token is not None, **ctx)
+    return HTMLResponse(html, status_code=code)
+
+
+async def _not_found(request: Request, exc: Exception) -> Response:
+    return _page(request, "error.html.j2", 404, title="Not found", message=str(exc))
+
+
+def _int(request: Request, name: str, default: int = 1) -> int:
+    try:
+        return max(1, int(request.query_params.get(name, default)))
+    except ValueError:
+        return default
+
+
+def _pager(request: Request, page: int, total: int) -> dict[str, Any]:
+    pages = max(1, math.ceil(total / PAGE))
+    params = dict(request.query_params)
+
+    def link(p: int) -> str:
+        return "?" + urlencode({**params, "page": p})
+
+    return {"page": page, "pages": pages, "total": total,
+            "prev": link(page - 1) if page > 1 else None,
+            "next": link(page + 1) if page < pages else None}
+
+
+def _store(request: Request) -> Store:
+    return request.app.state.store
+
+
+# --- pages ----------------------------------------------------------------------------
+async def home(request: Request) -> Response:
+    return RedirectResponse("/reviews", status_code=303)
+
+
+async def favicon(request: Request) -> Response:
+    return Response((HERE / "static" / "favicon.svg").read_bytes(),
+                    media_type="image/svg+xml")
+
+
+async def login(request: Request) -> Response:
+    nxt = request.query_params.get("next", "/")
+    if request.method == "GET":
+        return _page(request, "login.html.j2", title="Sign in", next=nxt)
+    form = await _form(request)
+    if isinstance(form, Response):
+        return form
+    token = request.app.state.token or ""
+    if not hmac.compare_digest(form.get("token", "").encode(), token.encode()):
+        return _page(request, "login.html.j2", 403, title="Sign in", next=nxt,
+                     error="wrong token")
+    target = form.get("next", "/")
+    if not target.startswith("/") or target.startswith("//"):
+        target = "/"
+    response = RedirectResponse(target, status_code=303)
+    response.set_cookie(AUTH_COOKIE, token, httponly=True, samesite="strict",
+                        secure=request.url.scheme == "https")
+    return response
+
+
+async def reviews(request: Request) -> Response:
+    page = _int(request, "page")
+    status = request.query_params.get("status", "pending")
+    items, total = st.review_page(_store(request), None if status == "all" else status, PAGE,
+                                  (page - 1) * PAGE)
+    return _page(request, "reviews.html.j2", title="Review queue", items=items,
+                 status=status, pager=_pager(request, page, total),
+                 decisions={i.id: _label(i.decision) for i in items})
+
+
+def _label(decision_json: str) -> str:
+    from trialrun.trajectory import Decision
+
+    try:
+        return Decision.model_validate_json(decision_json).label()
+    except ValueError:
+        return decision_json
+
+
+async def review_item(request: Request) -> Response:
+    store = _store(request)
+    item = st.get_review(store, request.path_params["item_id"])
+    if item is None:
+        return _page(request, "error.html.j2", 404, title="Not found",
+                     message="no such review item")
+    episode = st.episode_by_key(store, item.run_id, item.episode_key)
+    steps = store.load_episode(episode.id).steps if episode is not None else []
+    nxt = st.next_review(store, exclude=item.id)
+    return _page(request, "review.html.j2", title=f"Review {item.id}", item=item,
+                 late=item.status == "pending" and _past_deadline(item),
+                 label=_label(item.decision), episode=episode, steps=steps, next=nxt,
+                 reviewer=request.cookies.get("trialrun_reviewer", ""))
+
+
+async def answer(request: Request) -> Response:
+    form = await _form(request)
+    if isinstance(form, Response):
+        return form
+    store = _store(request)
+    item_id = request.path_params["item_id"]
+    verdict = form.get("verdict")
+    reviewer = form.get("reviewer", "").strip()[:100]
+    if verdict not in ("approve", "deny") or not reviewer:
+        return _page(request, "error.html.j2", 400, title="Bad request",
+                     message="an answer needs a verdict (approve or deny) and your name")
+    late = st.get_review(store, item_id)
+    if late is not None and late.status == "pending" and _past_deadline(late):
+        return _page(request, "answered.html.j2", 409, title="Past its deadline", item=late,
+                     late=True, next=st.next_review(store, exclude=late.id))
+    # The handlers call the store on the event loop (no thread pool), so two answers to one
+    # item within this server are checked and written one after the other.
+    try:
+        item = store.answer_review(item_id, verdict == "approve", reviewer,
+                                   form.get("comment", "").strip()[:2000])
+    except NotFound:
+        item = st.get_review(store, item_id)
+        if item is None:
+            raise
+        return _page(request, "answered.html.j2", 409, title="Already answered", item=item,
+                     next=st.next_review(store, exclude=item.id))
+    nxt = st.next_review(store, exclude=item.id)
+    response = RedirectResponse(f"/reviews/{nxt.id}" if nxt else
+                                "/reviews?" + urlencode({"answered": item.id}), status_code=303)
+    response.set_cookie("trialrun_reviewer", reviewer, httponly=True, samesite="strict")
+    return response
+
+
+def _past_deadline(item: st.ReviewRow) -> bool:
+    """A pending item past its deadline is the scenario's fallback's to answer (applied, and
+    recorded as expired, when the run resumes): a person's answer is refused."""
+    return item.deadline_s is not None and st.age_s(item.created_at) > item.deadline_s
+
+
+async def runs(request: Request) -> Response:
+    page = _int(request, "page")
+    rows, total = st.runs_page(_store(request), PAGE, (page - 1) * PAGE)
+    return _page(request, "runs.html.j2", title="Runs", rows=rows,
+                 pager=_pager(request, page, total))
+
+
+SUCCESS = {"yes": True, "no": False, "unscored": None}
+
+
+async def run(request: Request) -> Response:
+    store = _store(request)
+    row = store.get_run(request.path_params["run_id"])  # NotFound: a 404 page
+    page = _int(request, "page")
+    scenario = request.query_params.get("scenario") or None
+    success = request.query_params.get("success", "any")
+    episodes, total = st.episode_page(store, row.id, PAGE, (page - 1) * PAGE, scenario,
+                                      SUCCESS.get(success, "any"))
+    counts = st.run_counts(store, row.id)
+    return _page(request, "run.html.j2", title=f"Run {row.id}", run=row, counts=counts,
+                 episodes=episodes, pager=_pager(request, page, total), scenario=scenario,
+                 success=success, targets=json.loads(row.targets))
+
+
+async def run_report(request: Request) -> Response:
+    """The full HTML report with its plots (self-contained: its own inline styles, so
+    served under its own, looser policy that still allows no script)."""
+    from trialrun.analysis.data import load_run
+    from trialrun.analysis.summary import summarize
+    from trialrun.html_report import render_html
+
+    store = _store(request)
+    row = store.get_run(request.path_params["run_id"])  # NotFound: a 404 page
+    html = render_html(summarize(load_run(store, row.id)), row.created_at)
+    response = HTMLResponse(html)
+    response.headers["Content-Security-Policy"] = (
+        "default-src 'none'; style-src 'unsafe-inline'; img-src data:; "
+        "frame-ancestors 'none'; base-uri 'none'; form-action 'none'")
+    return response
+
+
+async def episode(request: Request) -> Response:
+    store = _store(request)
+    row = store.get_episode(request.path_params["episode_id"])  # NotFound: a 404 page
+    result = store.load_episode(row.id)
+    model_calls = sum(len(s.decision.model_calls) for s in result.steps)
+    answers = [s for s in result.steps if s.checkpoint is not None and s.checkpoint.reviewed]
+    return _page(request, "episode.html.j2", title=f"Episode {row.id}", ep=row,
+                 result=result, model_calls=model_calls, answers=answers,
+                 items=st.episode_reviews(store, row.run_id, row.key))
+
+
+def create_app(db: str = st.DEFAULT_DB, token: str | None = None) -> Starlette:
+    """The app over the store at `db`; with `token`, every request must carry it."""
+    app = Starlette(routes=[
+        Route("/", home),
+        Route("/favicon.ico", favicon),
+        Route("/login", login, methods=["GET", "POST"]),
+        Route("/reviews", reviews),
+        Route("/reviews/{item_id}", review_item),
+        Route("/reviews/{item_id}/answer", answer, methods=["POST"]),
+        Route("/runs", runs),
+        Route("/runs/{run_id}", run),
+        Route("/runs/{run_id}/report", run_report),
+        Route("/episodes/{episode_id}", episode),
+        Mount("/static", StaticFiles(directory=HERE / "static"), name="static"),
+    ], middleware=[Middleware(_Guard, token=token)],
+        exception_handlers={NotFound: _not_found})
+    app.state.store = Store(db)
+    app.state.token = token
+    return app
