@@ -12,7 +12,7 @@ import uuid
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import Index, UniqueConstraint, event, insert, inspect, text
+from sqlalchemy import BigInteger, Index, UniqueConstraint, event, insert, inspect, text
 from sqlmodel import Field, Session, SQLModel, create_engine, delete, select, update
 
 from trialrun.errors import NotFound
@@ -42,7 +42,7 @@ class EpisodeRow(SQLModel, table=True):
     key: str
     scenario: str
     task: str
-    seed: int
+    seed: int = Field(sa_type=BigInteger)  # seeds are any 64-bit integer
     trial: int
     agent: str
     policy: str = "never"  # the checkpoint policy's label, e.g. "every_n:3"
@@ -265,12 +265,7 @@ class Store:
             rows = s.exec(select(RunRow).order_by(RunRow.created_at.desc()).limit(limit)).all()
             out = []
             for r in rows:
-                agg = s.exec(text(
-                    "SELECT count(*), sum(success = 1), sum(end_reason = 'error'), "
-                    "sum(end_reason = 'paused') FROM episode WHERE run_id = :r"
-                ).bindparams(r=r.id)).one()
-                out.append((r, {"episodes": agg[0] or 0, "successes": agg[1] or 0,
-                                "errors": agg[2] or 0, "paused": agg[3] or 0}))
+                out.append((r, _agg(s, r.id)))
             return out
 
     # --- episodes --------------------------------------------------------------------
@@ -647,9 +642,12 @@ def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
 # Each page of the web app costs a few indexed queries with LIMIT/OFFSET: a 20,000-episode run
 # is never loaded whole to draw one page. Additive: nothing above calls these.
 def _agg(s: Session, run_id: str) -> dict[str, int]:
+    """A run's episode counts (portable SQL: no boolean arithmetic, which PostgreSQL
+    refuses)."""
     row = s.exec(text(
-        "SELECT count(*), sum(success = 1), sum(end_reason = 'error'), "
-        "sum(end_reason = 'paused') FROM episode WHERE run_id = :r").bindparams(r=run_id)).one()
+        "SELECT count(*), " + ", ".join(f"sum(CASE WHEN {c} THEN 1 ELSE 0 END)" for c in (
+            "success", "end_reason = 'error'", "end_reason = 'paused'"))
+        + " FROM episode WHERE run_id = :r").bindparams(r=run_id)).one()
     return {"episodes": row[0] or 0, "successes": row[1] or 0, "errors": row[2] or 0,
             "paused": row[3] or 0}
 
@@ -669,14 +667,14 @@ def run_counts(store: Store, run_id: str) -> dict[str, Any]:
     with Session(store.engine) as s:
         counts: dict[str, Any] = _agg(s, run_id)
         counts["failures"] = s.exec(text(
-            "SELECT count(*) FROM episode WHERE run_id = :r AND success = 0")
+            "SELECT count(*) FROM episode WHERE run_id = :r AND success = false")
             .bindparams(r=run_id)).one()[0]
         counts["end_reasons"] = dict(s.exec(text(
             "SELECT end_reason, count(*) FROM episode WHERE run_id = :r GROUP BY end_reason "
             "ORDER BY end_reason").bindparams(r=run_id)).all())
         counts["scenarios"] = [tuple(x) for x in s.exec(text(
-            "SELECT scenario, count(*), sum(success = 1) FROM episode WHERE run_id = :r "
-            "GROUP BY scenario ORDER BY scenario").bindparams(r=run_id)).all()]
+            "SELECT scenario, count(*), sum(CASE WHEN success THEN 1 ELSE 0 END) FROM episode "
+            "WHERE run_id = :r GROUP BY scenario ORDER BY scenario").bindparams(r=run_id)).all()]
         return counts
 
 
@@ -696,7 +694,7 @@ def episode_page(store: Store, run_id: str, limit: int, offset: int = 0,
     elif success != "any":
         conds.append(EpisodeRow.success == bool(success))
     q, n = q.where(*conds), n.where(*conds)
-    failed_first = text("CASE WHEN episode.success = 0 THEN 0 WHEN episode.success IS NULL "
+    failed_first = text("CASE WHEN episode.success = false THEN 0 WHEN episode.success IS NULL "
                         "THEN 1 ELSE 2 END")
     with Session(store.engine) as s:
         from sqlalchemy import func
