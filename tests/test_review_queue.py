@@ -139,3 +139,36 @@ def test_a_reviewer_answers_only_within_a_run(store):
     assert isinstance(key, EpisodeKey)
     with pytest.raises(InfraError, match="answers through a run's store"):
         anyio.run(lambda: run_episode(plan, key))
+
+
+def test_reviewer_metrics_and_every_real_answer_in_the_feedback_export(store):
+    import io
+    import json
+
+    from trialrun.analysis.reviewers import reviewer_stats
+    from trialrun.feedback import export_feedback
+
+    doc = yaml.safe_load(reviewed(seeds=4))
+    doc["agent"] = {"type": "scripted:retail", "params": {"error_rates": {"resolve": 0.5}}}
+    first = run_source(store, yaml.safe_dump(doc))
+    items = store.reviews(first.run_id, "pending")
+    # ana approves everything; ben denies everything.
+    for i, it in enumerate(items):
+        store.answer_review(it.id, i % 2 == 0, "ana" if i % 2 == 0 else "ben", f"note {i}")
+    resume(store, first.run_id)
+    stats = {r.reviewer: r for r in reviewer_stats(store, first.run_id)}
+    assert set(stats) == {"ana", "ben"}
+    for name, approves in (("ana", True), ("ben", False)):
+        r = stats[name]
+        assert r.answers == r.judged and r.approvals == (r.answers if approves else 0)
+        # Agreement is the share of answers matching the world's verdict, recomputed here.
+        truth = [s.checkpoint.decision_was_correct for e in store.episodes(first.run_id)
+                 for s in store.load_episode(e.id).steps
+                 if s.checkpoint and s.checkpoint.reviewer == name]
+        assert r.agreement == sum(t == approves for t in truth) / len(truth)
+        assert r.queue_wait_s is not None and r.queue_wait_s >= 0
+    out = io.StringIO()
+    assert export_feedback(store, first.run_id, out) == len(items)
+    lines = [json.loads(x) for x in out.getvalue().splitlines()]
+    assert {x["reviewer"] for x in lines} == {"ana", "ben"}
+    assert all(x["comment"].startswith("note ") and x["answered_at"] for x in lines)

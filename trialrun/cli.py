@@ -636,6 +636,39 @@ def review_list(
     _console().print(t)
 
 
+@review_app.command("stats")
+def review_stats(
+    run_id: Annotated[str | None, typer.Argument(help="only this run's items")] = None,
+    db: DbOption = DEFAULT_DB,
+) -> None:
+    """How the reviewers did: answers, approvals, median queue wait, and agreement with the
+    world's ground truth (Wilson 95% CI)."""
+    from rich.table import Table
+    from rich.text import Text
+
+    from trialrun.analysis.reviewers import MEANINGS, reviewer_stats
+    from trialrun.store import Store
+
+    store = Store(db)
+    rows = reviewer_stats(store, store.get_run(run_id).id if run_id else None)
+    if not rows:
+        typer.echo("no answered review items")
+        return
+    t = Table()
+    for col in ("reviewer", "answers", "approved", "expired", "queue wait (median)",
+                "agreement with ground truth"):
+        t.add_column(col)
+    for r in rows:
+        wait = f"{r.queue_wait_s:.0f} s" if r.queue_wait_s is not None else "–"
+        agree = (f"{r.agreement:.0%} [{r.agreement_lo:.0%}, {r.agreement_hi:.0%}] of "
+                 f"{r.judged}" if r.agreement is not None else "–")
+        t.add_row(Text(r.reviewer), str(r.answers), str(r.approvals), str(r.expired), wait,
+                  agree)
+    console = _console()
+    console.print(t)
+    console.print(f"agreement: {MEANINGS['agreement']}", markup=False)
+
+
 def _answer(item: str, approved: bool, comment: str, by: str, db: str) -> None:
     from trialrun.store import Store
 

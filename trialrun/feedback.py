@@ -2,7 +2,8 @@
 
 Each line is one human judgement: the task, the trajectory so far, the decision under review,
 the human's answer, and the world's ground truth, in a shape ready for fine-tuning or for
-training a reward model (`label`: 1 approve, 0 deny).
+training a reward model (`label`: 1 approve, 0 deny). A real reviewer's answer (the review
+queue) adds its comment and when it was asked and answered.
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ from trialrun.store import Store
 def feedback_records(store: Store, run_id: str) -> Iterator[dict[str, Any]]:
     run = store.get_run(run_id)
     for e in store.episodes(run.id):
-        if e.end_reason == "error":
+        if e.end_reason in ("error", "paused"):
             continue
         ep = store.load_episode(e.id)
         history: list[dict[str, Any]] = []
@@ -40,6 +41,7 @@ def feedback_records(store: Store, run_id: str) -> Iterator[dict[str, Any]]:
                     "decision_correct": (cp.decision_was_correct if cp else st.passed),
                     "help_needed": st.help_needed,
                     "episode_success": e.success,
+                    **_queue_item(store, run.id, e.key, st.index),
                 }
             history.append({"node": st.node, "decision": st.decision.label(),
                             "ok": None if st.result is None else st.result.ok})
@@ -51,3 +53,12 @@ def export_feedback(store: Store, run_id: str, out) -> int:
         out.write(json.dumps(rec) + "\n")
         n += 1
     return n
+
+
+def _queue_item(store: Store, run_id: str, key: str, step: int) -> dict[str, Any]:
+    """A real reviewer's answer: the comment and when (nothing for simulated humans)."""
+    item = store.review_item(run_id, key, step)
+    if item is None or item.status == "pending":
+        return {}
+    return {"comment": item.comment, "answered_at": item.answered_at,
+            "asked_at": item.created_at, "expired": item.status == "expired"}

@@ -329,7 +329,7 @@ class Store:
             done = s.execute(update(ReviewRow).where(
                 ReviewRow.id == item_id, ReviewRow.status == "pending").values(
                 approved=approved, reviewer=reviewer, comment=comment, status=status,
-                answered_at=_now())).rowcount
+                answered_at=datetime.now(UTC).isoformat())).rowcount  # as precise as created_at
             s.commit()
             item = s.get(ReviewRow, item_id)
             if item is None:
