@@ -188,12 +188,54 @@ class ReplyContains(Grader):
 
 
 class StateEqualsOptions(GraderOptions):
-    path: str | None = Field(None, description="compare only this part, e.g. orders")
+    path: str | None = Field(None, description="compare only this part, e.g. orders (dots go "
+                             "deeper: orders.O1.status)")
+
+    @model_validator(mode="after")
+    def _known_path(self, info: ValidationInfo) -> StateEqualsOptions:
+        """At load: the world states an expected final state at all (its `outcome_keys`),
+        and the path's first part is one of its state's keys (when it declares
+        `state_keys`)."""
+        v = self.path
+        if v is not None and not all(v.split(".")):
+            raise ValueError(f"path: {v!r} is not keys separated by dots, e.g. orders")
+        ctx = info.context or {}
+        world = ctx.get("world")
+        keys = ctx.get("outcome_keys")
+        name = getattr(world, "name", None) or getattr(world, "__name__", "?")
+        if keys is not None and "expected_state" not in keys:
+            raise ValueError(f"world {name!r} states no expected final state (its outcome "
+                             f"has: {', '.join(sorted(keys))}), so state_equals cannot judge")
+        state_keys = getattr(world, "state_keys", None)
+        if v is not None and state_keys is not None:
+            head = v.split(".")[0]
+            if head not in state_keys:
+                raise ValueError(f"path: the state of world {name!r} has no key {head!r}"
+                                 f"{did_you_mean(head, state_keys)} (it has: "
+                                 f"{', '.join(sorted(state_keys))})")
+        return self
+
+
+_MISSING = object()
+
+
+def _at(value: Any, path: str) -> Any:
+    for part in path.split("."):
+        if isinstance(value, dict) and part in value:
+            value = value[part]
+        elif isinstance(value, list) and part.lstrip("-").isdigit() \
+                and -len(value) <= int(part) < len(value):
+            value = value[int(part)]
+        else:
+            return _MISSING
+    return value
 
 
 @register("grader", "state_equals")
 class StateEquals(Grader):
-    """The final state equals the expected one the world derived from the task and policy."""
+    """The final state equals the expected one the world derived from the task and policy.
+    A path that is not in the expected state cannot be judged: a failed grade saying so,
+    never a pass (None == None)."""
 
     Options = StateEqualsOptions
     scopes = frozenset({"outcome"})
@@ -202,10 +244,18 @@ class StateEquals(Grader):
         expected = ctx.outcome.get("expected_state")
         actual = ctx.outcome.get("state")
         if expected is None:
-            return self.grade(False, "this world states no expected final state")
-        if self.options.path:
-            expected = expected.get(self.options.path)
-            actual = (actual or {}).get(self.options.path)
+            return self.grade(False, "could not judge: this world states no expected final "
+                              "state")
+        path = self.options.path
+        if path:
+            expected = _at(expected, path)
+            if expected is _MISSING:
+                return self.grade(False, f"could not judge: no path {path!r} in the expected "
+                                  "final state")
+            actual = _at(actual if actual is not None else {}, path)
+            if actual is _MISSING:
+                return self.grade(False, f"final state differs: no path {path!r} in the "
+                                  f"final state (expected {expected!r})")
         if expected == actual:
             return self.grade(True, "final state as expected")
         return self.grade(False, "final state differs: " + _first_difference(expected, actual))

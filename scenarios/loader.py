@@ -84,18 +84,37 @@ class FileReport:
         return [i for i in self.issues if i.severity == "warning"]
 
 
+def read_scenario_text(path: Path) -> str:
+    """A scenario file's text; every way it cannot be read is one ScenarioError at a place:
+    missing or unreadable, too large (checked before reading), not UTF-8 (at the line and
+    column of the first bad byte)."""
+    from trialrun.scenarios.yaml_source import MAX_CHARS, position_of
+
+    file = str(path)
+    try:
+        size = path.stat().st_size
+        if size > MAX_CHARS:
+            raise ScenarioError([Issue(file, 1, 1, "", f"the file is {size:,} bytes; a scenario "
+                                       f"may have at most {MAX_CHARS:,} (generate tasks with "
+                                       "`tasks: {generate: N}` instead of listing them)")])
+        data = path.read_bytes()
+    except OSError as e:
+        raise ScenarioError([Issue(file, None, None, "",
+                                   f"cannot read: {e.strerror or e}")]) from None
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as e:
+        good = data[:e.start].decode("utf-8")
+        pos = position_of(good, len(good))
+        raise ScenarioError([Issue(file, pos.line, pos.column, "", f"not UTF-8 text: byte "
+                                   f"0x{data[e.start]:02x} {e.reason} (save the file as "
+                                   "UTF-8)")]) from None
+
+
 def load_scenario(path: str | Path) -> LoadedScenario:
     """Parse and validate one scenario file; raise ScenarioError listing every problem."""
     path = Path(path)
-    try:
-        text = path.read_text(encoding="utf-8")
-    except OSError as e:
-        raise ScenarioError([Issue(str(path), None, None, "", f"cannot read: {e.strerror}")]) \
-            from None
-    except UnicodeDecodeError as e:
-        raise ScenarioError([Issue(str(path), None, None, "",
-                                   f"cannot read: not UTF-8 text ({e.reason})")]) from None
-    return load_scenario_source(text, path)
+    return load_scenario_source(read_scenario_text(path), path)
 
 
 def load_scenario_source(text: str, path: str | Path) -> LoadedScenario:

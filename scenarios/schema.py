@@ -11,7 +11,10 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
+from trialrun.limits import MAX_SEEDS, MAX_TRIALS
 from trialrun.trajectory import Decision
+
+SEED_MIN, SEED_MAX = -(2**63), 2**63 - 1  # a seed is stored as a signed 64-bit integer
 
 
 class Strict(BaseModel):
@@ -217,7 +220,7 @@ class Scenario(Strict):
     graders: list[GraderSpec] = Field(default_factory=list, description="outcome graders")
     checkpoints: CheckpointSpec = Field(default_factory=CheckpointSpec)
     escalation: EscalationSpec = Field(default_factory=EscalationSpec)
-    trials: int = Field(1, ge=1, le=10_000)
+    trials: int = Field(1, ge=1, le=MAX_TRIALS)
     seeds: list[int] | int = Field(1, description="a list of seeds, or how many (0..n-1)")
     budgets: Budgets = Field(default_factory=Budgets)
     provenance: Provenance | None = Field(
@@ -244,13 +247,44 @@ class Scenario(Strict):
                                  "trial(s)")
         return v
 
+    @field_validator("trials", "seeds", mode="before")
+    @classmethod
+    def _no_booleans(cls, v: Any, info: Any) -> Any:
+        """YAML reads `true`/`yes` as a boolean, which pydantic would take as 1."""
+        what = "a number of trials" if info.field_name == "trials" else \
+            "a list of seeds, or how many"
+        if isinstance(v, bool):
+            raise ValueError(f"{info.field_name}: expected {what}, not the boolean "
+                             f"{str(v).lower()} (YAML reads true, yes and on as booleans)")
+        if isinstance(v, list):
+            for i, item in enumerate(v):
+                if isinstance(item, bool):
+                    raise ValueError(f"{info.field_name}[{i}]: expected an integer seed, not "
+                                     f"{str(item).lower()}")
+        return v
+
     @field_validator("seeds")
     @classmethod
     def _seeds(cls, v: list[int] | int) -> list[int] | int:
         if isinstance(v, int) and v < 1:
             raise ValueError("seeds must be a positive count or a list of integers")
-        if isinstance(v, list) and not v:
-            raise ValueError("seeds must not be empty")
+        if isinstance(v, int) and v > MAX_SEEDS:
+            raise ValueError(f"seeds: {v:,} seeds is more than the {MAX_SEEDS:,} allowed")
+        if isinstance(v, list):
+            if not v:
+                raise ValueError("seeds must not be empty")
+            if len(v) > MAX_SEEDS:
+                raise ValueError(f"seeds: {len(v):,} seeds is more than the {MAX_SEEDS:,} "
+                                 "allowed")
+            seen: dict[int, int] = {}
+            for i, seed in enumerate(v):
+                if not SEED_MIN <= seed <= SEED_MAX:
+                    raise ValueError(f"seeds[{i}]: seed {seed} does not fit a 64-bit integer "
+                                     f"({SEED_MIN} to {SEED_MAX})")
+                if seed in seen:
+                    raise ValueError(f"seeds[{i}]: duplicate seed {seed} (also "
+                                     f"seeds[{seen[seed]}]): each seed runs once per trial")
+                seen[seed] = i
         return v
 
     @field_validator("tasks")

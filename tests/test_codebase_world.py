@@ -262,3 +262,138 @@ agent: {type: scripted:codebase}
         assert x.decision == y.decision and x.result == y.result
         assert x.state_digest == y.state_digest
     assert a.final_digest == b.final_digest
+
+
+# --- a sandbox fault during grading is the infrastructure's, never the agent's (issue 14) ----
+class _FakeBox:
+    """A sandbox whose grading run ends as told, and that is (or is not) still alive."""
+
+    def __init__(self, run, alive=True):
+        self.run, self.alive, self.commands = run, alive, []
+
+    def extend_deadline(self, seconds):
+        pass
+
+    def write_file(self, path, text):
+        pass
+
+    def exec(self, cmd, timeout=None):
+        from trialrun.sandbox.backend import ExecResult, SandboxFault
+
+        self.commands.append(cmd)
+        if cmd == GRADE_CMD:
+            return self.run
+        if cmd == "true":
+            if self.alive is None:
+                raise SandboxFault("exec failed on container x: 409 container is not running")
+            return ExecResult(exit_code=0 if self.alive else 137)
+        return ExecResult(exit_code=0)
+
+
+_F2P = "tests/test_hidden.py::test_variance_sample_small"
+
+
+@pytest.mark.parametrize("run, alive, verdict", [
+    # partial output, then the container was killed: not the agent's failure
+    (dict(exit_code=137, stdout="PASSED tests/test_stats.py::test_mean\n"), None, "fault"),
+    (dict(exit_code=137, stdout="PASSED tests/test_stats.py::test_mean\n"), False, "fault"),
+    (dict(exit_code=-1, stdout=""), True, "fault"),
+    # the stream ended early with a normal-looking code but no summary line
+    (dict(exit_code=1, stdout=f"FAILED {_F2P}\n"), True, "fault"),
+    # pytest finished, but an expected test never reported
+    (dict(exit_code=0, stdout="PASSED tests/test_stats.py::test_mean\n1 passed in 0.01s\n"),
+     True, "fault"),
+    (dict(exit_code=5, stdout="no tests ran in 0.01s\n"), True, "fault"),
+    # finished runs are scored: failed, resolved, the agent's code not importing, a limit hit
+    (dict(exit_code=1, stdout=f"PASSED tests/test_stats.py::test_mean\nFAILED {_F2P}\n"
+          "1 failed, 1 passed in 0.02s\n"), True, "fail"),
+    (dict(exit_code=0, stdout=f"PASSED tests/test_stats.py::test_mean\nPASSED {_F2P}\n"
+          "2 passed in 0.02s\n"), True, "pass"),
+    (dict(exit_code=2, stdout="ERROR tests/test_hidden.py\nERROR tests/test_stats.py\n"
+          "2 errors in 0.15s\n"), True, "fail"),
+    (dict(exit_code=137, stdout="", timed_out=True, violation="timeout"), True, "fail"),
+])
+def test_grading_never_scores_a_sandbox_fault(run, alive, verdict):
+    from trialrun.sandbox.backend import ExecResult, SandboxFault
+    from trialrun.sandbox.worlds.codebase.grading import grade
+
+    repo = load_repo("statkit")
+    bug = repo.bugs["variance-sample"]
+    bug = bug.model_copy(update={"fail_to_pass": [_F2P]})
+    box = _FakeBox(ExecResult(**run), alive)
+    if verdict == "fault":
+        with pytest.raises(SandboxFault):
+            grade(box, repo, bug, 10)
+    else:
+        out = grade(box, repo, bug, 10)
+        assert out["resolved"] is (verdict == "pass")
+
+
+@pytest.mark.docker
+@pytest.mark.timeout(300)
+def test_container_killed_during_grading_is_an_infra_error(sandbox_image):  # noqa: F811
+    """Fault injection: the container is killed while the hidden tests run. The world raises
+    SandboxFault (the runner records an infrastructure error and retries), never a score."""
+    import threading
+    import time
+
+    from trialrun.sandbox.backend import SandboxFault
+    from trialrun.sandbox.docker_backend import client
+
+    w = CodebaseWorld({"sandbox": {"backend": "docker", "image": sandbox_image}},
+                      {"id": "t", "repo": "statkit", "bug": "variance-sample"}, seed=0)
+    w.reset()
+    try:
+        box = w.box
+        real_exec = box.exec
+
+        def exec_then_killed(cmd, timeout=None, **kw):
+            if cmd != GRADE_CMD:
+                return real_exec(cmd, timeout=timeout, **kw)
+            # The tests run (partial output is printed), and the container dies under them.
+            killer = threading.Timer(2.0, lambda: client().api.kill(box.id))
+            killer.start()
+            t0 = time.monotonic()
+            try:
+                return real_exec(f"{GRADE_CMD}; sleep 30", timeout=timeout, **kw)
+            finally:
+                killer.cancel()
+                assert time.monotonic() - t0 < 25
+
+        box.exec = exec_then_killed
+        with pytest.raises(SandboxFault):
+            w.outcome()
+    finally:
+        w.close()
+
+
+def test_killed_grading_is_an_error_of_the_run_not_a_score(monkeypatch):
+    """Through the runner: a grading run cut short is recorded as an error, never scored."""
+    from trialrun.sandbox.backend import ExecResult
+    from trialrun.sandbox.worlds.codebase import grading
+
+    text = """
+name: t/killed
+world: {type: codebase, sandbox: {backend: local}}
+tasks: [{id: clamp, repo: statkit, bug: clamp-swapped}]
+agent: {type: scripted:codebase}
+"""
+    calls = []
+
+    def killed(box, repo, bug, timeout_s):
+        real_exec = box.exec
+
+        def exec_(cmd, timeout=None, **kw):
+            if cmd == GRADE_CMD:
+                calls.append(cmd)
+                return ExecResult(exit_code=137, stdout="PASSED tests/test_stats.py::test_x\n")
+            return real_exec(cmd, timeout=timeout, **kw)
+
+        box.exec = exec_
+        return grade_orig(box, repo, bug, timeout_s)
+
+    grade_orig = grading.grade
+    monkeypatch.setattr("trialrun.sandbox.worlds.codebase.world.grade", killed)
+    summary = _run(text)
+    assert calls and summary.errors >= 1
+    assert all(r.success is None for r in summary.results), [r.success for r in summary.results]

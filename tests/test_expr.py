@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import time
+
 import pytest
 
 from trialrun.expr import ExprError, ExprEvalError, compile_expr
@@ -86,3 +88,56 @@ def test_tuple_targets_evaluate():
         compile_expr("[x for x.y in d]")
     with pytest.raises(ExprEvalError, match="cannot unpack"):
         compile_expr("[a for a, b in d]").evaluate({"d": ["abc"]})
+
+
+# --- bounds: an expression cannot stall or exhaust a run (issue 14) --------------------------
+@pytest.mark.parametrize(("src", "why"), [
+    ("10**10**10", "integer of about"),
+    ("[c for c in 'a'*10**8]", "str of 100,000,000 items"),
+    ("'a'*10**10", "str of 10,000,000,000 items"),
+    ("int('x') > 0", "fails on any data"),
+    ("10.0**400", "OverflowError"),
+    ("+".join(["1"] * 600), "nested too deeply"),
+    ("x" * 20_000, "at most 10000"),
+    ("args.amount > 10**10**10", "integer of about"),  # a constant part, inside a real check
+])
+def test_what_fails_on_any_data_is_refused_at_load(src, why):
+    t0 = time.perf_counter()
+    with pytest.raises(ExprError, match=why):
+        compile_expr(src)
+    assert time.perf_counter() - t0 < 0.5
+
+
+@pytest.mark.parametrize(("src", "why"), [
+    ("len([c for c in x * 10**8])", "str of 200,000,000 items"),
+    ("x * 10**10", "str of 20,000,000,000 items"),
+    ("int(x)", "ValueError"),
+    ("y ** 400", "OverflowError"),
+    ("n ** n ** n", "integer of about"),
+    ("[a for a in l for b in l for c in l]", "steps"),
+    ("x.replace('', x * 400000)", "str of more than"),
+    ("sum(l, [])", "start must be a number"),
+    ("x * 499999 + x * 499999", "1,999,996 items"),
+    ("str(n ** 5000)", "ValueError|integer"),
+])
+def test_bounds_at_run_time_are_evaluation_errors(src, why):
+    ctx = {"x": "ab", "y": 10.0, "n": 10, "l": list(range(1000))}
+    t0 = time.perf_counter()
+    with pytest.raises(ExprEvalError, match=why):
+        compile_expr(src).evaluate(ctx)
+    assert time.perf_counter() - t0 < 2.5
+
+
+def test_a_failing_expression_is_the_grades_error_not_the_harness():
+    """Assert and args_match report an expression that fails on this data as a failed grade
+    that says why (never an exception that would be an infrastructure error)."""
+    import anyio
+
+    from trialrun.graders.base import OutcomeContext
+    from trialrun.graders.builtin import Assert, AssertOptions
+
+    for src in ("int(task.id) > 0", "task.id * 10**10 == ''", "len(task.id * 10**8) > 0"):
+        g = Assert(AssertOptions(expr=src))
+        ctx = OutcomeContext(task={"id": "t"}, outcome={}, end_reason="finished", steps=0)
+        grade = anyio.run(g.grade_outcome, ctx)
+        assert not grade.passed and grade.reason.startswith("could not evaluate"), grade

@@ -11,6 +11,7 @@ import typer
 
 from trialrun.cli_ci import GateOption, JunitOption
 from trialrun.cli_judge import register as register_judge_commands
+from trialrun.limits import MAX_SEEDS, MAX_TRIALS
 
 app = typer.Typer(
     name="trialrun",
@@ -82,8 +83,10 @@ def run(
     db: DbOption = DEFAULT_DB,
     concurrency: Annotated[int, typer.Option("-j", "--concurrency", min=1)] = 8,
     resume: Annotated[str | None, typer.Option(help="finish an interrupted run")] = None,
-    trials: Annotated[int | None, typer.Option(min=1, help="override trials")] = None,
-    seeds: Annotated[int | None, typer.Option(min=1, help="override seeds: 0..N-1")] = None,
+    trials: Annotated[int | None, typer.Option(min=1, max=MAX_TRIALS, help="override trials")
+                      ] = None,
+    seeds: Annotated[int | None, typer.Option(min=1, max=MAX_SEEDS,
+                                              help="override seeds: 0..N-1")] = None,
     limit: Annotated[int | None, typer.Option(min=1, help="run only the first N episodes")] = None,
     sandbox: Annotated[str | None, typer.Option(
         help="where sandboxed worlds run: docker (isolated containers, for CI) or local "
@@ -335,8 +338,8 @@ def compare_policies(
         "--policy", "-p", help="never, always, before_irreversible, every_n:N, "
         "below_confidence:T, budget:N, nodes:a+b (repeat; default: a spread of six)")] = None,
     db: DbOption = DEFAULT_DB,
-    seeds: Annotated[int | None, typer.Option(min=1)] = None,
-    trials: Annotated[int | None, typer.Option(min=1)] = None,
+    seeds: Annotated[int | None, typer.Option(min=1, max=MAX_SEEDS)] = None,
+    trials: Annotated[int | None, typer.Option(min=1, max=MAX_TRIALS)] = None,
     concurrency: Annotated[int, typer.Option("-j", "--concurrency", min=1)] = 8,
     json_out: Annotated[Path | None, typer.Option("--json")] = None,
     html_out: Annotated[Path | None, typer.Option("--html")] = None,

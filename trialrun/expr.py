@@ -14,12 +14,22 @@ Given `names` (the variables the expression will be evaluated with), `compile_ex
 refuses a name that is none of them, a function, a comprehension's variable or a YAML
 spelling (`true`, `false`, `null`), so `arg.days` for `args.days` is an error when the
 scenario loads, not a failed grade on every step.
+
+Bounds: an expression cannot stall or exhaust a run. Its source is at most `MAX_SOURCE`
+characters nested at most `MAX_DEPTH` deep; evaluating it takes at most `MAX_STEPS` steps and
+`MAX_SECONDS` of wall time, and builds no string, list or mapping longer than `MAX_SIZE` and no
+integer wider than `MAX_INT_BITS`. Parts without variables (`10**10**10`, `'a' * 10**10`,
+`int('x')`) are evaluated when the expression compiles, so what breaks a bound on any data is
+refused at load. Whatever fails while evaluating (a bound, a missing key, `int('x')`) raises
+`ExprEvalError`, which a grader reports as its failed grade with the reason.
 """
 
 from __future__ import annotations
 
 import ast
+import math
 import operator
+import time
 from collections.abc import Callable, Collection, Iterator, Mapping
 from typing import Any
 
@@ -31,7 +41,7 @@ FUNCTIONS: dict[str, Callable[..., Any]] = {
     "min": min,
     "max": max,
     "round": round,
-    "sum": sum,
+    "sum": lambda items, start=0: _sum(items, start),
     "any": any,
     "all": all,
     "sorted": sorted,
@@ -47,10 +57,23 @@ METHODS = {
     "get", "keys", "values", "items", "index",
 }
 _BINOPS: dict[type, Callable[[Any, Any], Any]] = {
-    ast.Add: operator.add, ast.Sub: operator.sub, ast.Mult: operator.mul,
-    ast.Div: operator.truediv, ast.FloorDiv: operator.floordiv, ast.Mod: operator.mod,
-    ast.Pow: operator.pow,
+    ast.Add: lambda a, b: _add(a, b), ast.Sub: operator.sub,
+    ast.Mult: lambda a, b: _mul(a, b), ast.Div: operator.truediv,
+    ast.FloorDiv: operator.floordiv, ast.Mod: lambda a, b: _mod(a, b),
+    ast.Pow: lambda a, b: _pow(a, b),
 }
+
+
+def _sum(items: Any, start: Any = 0) -> Any:
+    if not isinstance(start, int | float):  # sum(lists, []) concatenates in quadratic time
+        raise TypeError("sum() adds numbers; its start must be a number")
+    return sum(items, start)
+
+
+def _mod(a: Any, b: Any) -> Any:
+    if isinstance(a, str):  # '%' formatting: '%9999999999d' % 1 would build a huge string
+        raise TypeError("'%' formatting of strings is not supported in expressions")
+    return a % b
 _CMPOPS: dict[type, Callable[[Any, Any], bool]] = {
     ast.Eq: operator.eq, ast.NotEq: operator.ne, ast.Lt: operator.lt, ast.LtE: operator.le,
     ast.Gt: operator.gt, ast.GtE: operator.ge, ast.In: lambda a, b: a in b,
@@ -59,6 +82,14 @@ _CMPOPS: dict[type, Callable[[Any, Any], bool]] = {
 _UNARY: dict[type, Callable[[Any], Any]] = {
     ast.Not: operator.not_, ast.USub: operator.neg, ast.UAdd: operator.pos,
 }
+
+
+MAX_SOURCE = 10_000  # characters of an expression
+MAX_DEPTH = 100  # nesting of its syntax tree
+MAX_STEPS = 1_000_000  # nodes evaluated (comprehension bodies count once per item)
+MAX_SECONDS = 2.0  # wall time of one evaluation
+MAX_SIZE = 1_000_000  # items of a string, list, tuple, set or mapping built
+MAX_INT_BITS = 65_536  # width of an integer built
 
 
 class ExprError(ValueError):
@@ -73,6 +104,10 @@ class ExprEvalError(ValueError):
     """An expression that parsed but failed on this data (missing key, wrong type)."""
 
 
+class ExprLimitError(ExprEvalError):
+    """An expression that went past a bound (size, steps, time) while evaluating."""
+
+
 class Expr:
     """A parsed, validated expression; evaluate it against a context mapping many times."""
 
@@ -85,10 +120,17 @@ class Expr:
     def evaluate(self, context: Mapping[str, Any]) -> Any:
         try:
             return _Evaluator(context).visit(self._tree.body)
+        except ExprLimitError as e:
+            raise ExprLimitError(f"{self.source!r}: {e}") from None
         except ExprEvalError:
             raise
-        except (KeyError, IndexError, TypeError, AttributeError, ZeroDivisionError) as e:
+        except (KeyError, IndexError, TypeError, AttributeError, ZeroDivisionError, ValueError,
+                OverflowError, ArithmeticError) as e:
             raise ExprEvalError(f"{self.source!r}: {type(e).__name__}: {e}") from None
+        except RecursionError:
+            raise ExprLimitError(f"{self.source!r}: nested too deeply") from None
+        except MemoryError:
+            raise ExprLimitError(f"{self.source!r}: out of memory") from None
 
     def __repr__(self) -> str:
         return f"Expr({self.source!r})"
@@ -104,10 +146,15 @@ def compile_expr(source: str, names: Collection[str] | None = None) -> Expr:
     not one of them (nor a function, a constant or a comprehension's variable) is an error."""
     if not isinstance(source, str) or not source.strip():
         raise ExprError("expected a non-empty expression string")
+    if len(source) > MAX_SOURCE:
+        raise ExprError(f"is {len(source)} characters long; at most {MAX_SOURCE} are allowed")
     try:
         tree = ast.parse(source.strip(), mode="eval")
     except SyntaxError as e:
         raise ExprError(f"does not parse: {e.msg}", col=e.offset) from None
+    except (RecursionError, MemoryError):
+        raise ExprError(f"is nested too deeply (at most {MAX_DEPTH} levels)") from None
+    _check_depth(tree.body)
     _check(tree.body)
     if names is not None:
         known = ALWAYS_KNOWN | frozenset(names)
@@ -116,7 +163,113 @@ def compile_expr(source: str, names: Collection[str] | None = None) -> Expr:
                 raise ExprError(
                     f"uses unknown name {n.id!r}{did_you_mean(n.id, set(names))} "
                     f"(available: {', '.join(sorted(names))})", col=n.col_offset)
+    _fold_constants(tree.body)
     return Expr(source, tree)
+
+
+def _check_depth(root: ast.AST) -> None:
+    """Refuse a syntax tree nested deeper than MAX_DEPTH (iteratively: no recursion)."""
+    stack = [(root, 1)]
+    while stack:
+        node, depth = stack.pop()
+        if depth > MAX_DEPTH:
+            raise ExprError(f"is nested too deeply (more than {MAX_DEPTH} levels; split a long "
+                            "sum or chain into parts)", col=getattr(node, "col_offset", None))
+        stack.extend((c, depth + 1) for c in ast.iter_child_nodes(node))
+
+
+def _is_constant(node: ast.AST) -> bool:
+    """No variable anywhere in it (only literals, operators and the allowed functions)."""
+    for sub in ast.walk(node):
+        if isinstance(sub, ast.Name) and sub.id not in ALWAYS_KNOWN:
+            return False
+        if isinstance(sub, ast.ListComp | ast.GeneratorExp | ast.Attribute):
+            return False
+    return True
+
+
+def _fold_constants(root: ast.AST) -> None:
+    """Evaluate, within the bounds, every largest part without variables that computes
+    something (an operator or a call): what breaks a bound or fails there would on any data,
+    so it is refused now (ExprError) rather than on every step of every episode."""
+    stack = [root]
+    while stack:
+        node = stack.pop()
+        if isinstance(node, ast.BinOp | ast.UnaryOp | ast.Call) and _is_constant(node):
+            try:
+                _Evaluator({}).visit(node)
+            except ExprLimitError as e:
+                raise ExprError(f"{e} on any data: {ast.unparse(node)[:80]}",
+                                col=node.col_offset) from None
+            except (ExprEvalError, KeyError, IndexError, TypeError, AttributeError,
+                    ArithmeticError, ValueError, RecursionError, MemoryError) as e:
+                raise ExprError(f"fails on any data: {ast.unparse(node)[:80]} raises "
+                                f"{type(e).__name__}: {e}", col=node.col_offset) from None
+            continue
+        stack.extend(ast.iter_child_nodes(node))
+
+
+def _size(value: Any) -> int:
+    return len(value) if isinstance(value, str | bytes | list | tuple | dict | set
+                                    | frozenset) else 0
+
+
+def _check_built(value: Any) -> Any:
+    """A value just built stays within MAX_SIZE items and MAX_INT_BITS bits."""
+    if _size(value) > MAX_SIZE:
+        raise ExprLimitError(f"builds a {type(value).__name__} of {_size(value):,} items "
+                             f"(at most {MAX_SIZE:,})")
+    if isinstance(value, int) and value.bit_length() > MAX_INT_BITS:
+        raise ExprLimitError(f"builds an integer of {value.bit_length():,} bits (at most "
+                             f"{MAX_INT_BITS:,})")
+    return value
+
+
+def _bits(x: Any) -> float:
+    if isinstance(x, bool):
+        return 1.0
+    if isinstance(x, int):
+        return float(max(x.bit_length(), 1))
+    if isinstance(x, float):
+        return abs(math.frexp(x)[1]) + 1.0 if math.isfinite(x) and x else 1.0
+    return 0.0
+
+
+def _mul(a: Any, b: Any) -> Any:
+    """`*` that refuses, before building it, a sequence longer than MAX_SIZE (`'a' * 10**10`)
+    or an integer wider than MAX_INT_BITS."""
+    for seq, n in ((a, b), (b, a)):
+        if _size(seq) and isinstance(n, int) and _size(seq) * max(n, 0) > MAX_SIZE:
+            raise ExprLimitError(f"would build a {type(seq).__name__} of "
+                                 f"{_size(seq) * n:,} items (at most {MAX_SIZE:,})")
+    if isinstance(a, int) and isinstance(b, int) and _bits(a) + _bits(b) > MAX_INT_BITS + 1:
+        raise ExprLimitError(f"would build an integer wider than {MAX_INT_BITS:,} bits")
+    return a * b
+
+
+def _pow(a: Any, b: Any) -> Any:
+    """`**` that refuses, before computing it, an integer wider than MAX_INT_BITS
+    (`10**10**10`); a float that overflows is an OverflowError, reported as such."""
+    if isinstance(a, int) and isinstance(b, int) and b > 0 and abs(a) > 1 \
+            and (abs(a).bit_length() - 1) * b > MAX_INT_BITS:
+        raise ExprLimitError(f"would build an integer of about {(abs(a).bit_length() - 1) * b:,}"
+                             f" bits (at most {MAX_INT_BITS:,})")
+    return a ** b
+
+
+def _add(a: Any, b: Any) -> Any:
+    if _size(a) and _size(b) and _size(a) + _size(b) > MAX_SIZE:
+        raise ExprLimitError(f"would build a {type(a).__name__} of {_size(a) + _size(b):,} "
+                             f"items (at most {MAX_SIZE:,})")
+    return a + b
+
+
+def _replace(s: str, old: Any = None, new: Any = None, *rest: Any) -> Any:
+    if isinstance(old, str) and isinstance(new, str) and len(new) > len(old):
+        n = s.count(old) if old else len(s) + 1
+        if len(s) + n * (len(new) - len(old)) > MAX_SIZE:
+            raise ExprLimitError(f"would build a str of more than {MAX_SIZE:,} items")
+    return s.replace(old, new, *rest)
 
 
 def free_names(node: ast.AST, bound: frozenset[str] = frozenset()) -> Iterator[ast.Name]:
@@ -204,8 +357,16 @@ def _bind(target: ast.AST, value: Any, into: dict[str, Any]) -> None:
 class _Evaluator:
     def __init__(self, context: Mapping[str, Any]) -> None:
         self.scopes: list[Mapping[str, Any]] = [context]
+        self.steps = 0
+        self.deadline = time.monotonic() + MAX_SECONDS
 
     def visit(self, node: ast.AST) -> Any:
+        self.steps += 1
+        if self.steps & 1023 == 0:
+            if self.steps > MAX_STEPS:
+                raise ExprLimitError(f"took more than {MAX_STEPS:,} steps")
+            if time.monotonic() > self.deadline:
+                raise ExprLimitError(f"took more than {MAX_SECONDS:g} s")
         return getattr(self, "v_" + type(node).__name__)(node)
 
     def v_Constant(self, n: ast.Constant) -> Any:
@@ -232,6 +393,8 @@ class _Evaluator:
             if n.attr in METHODS:
                 return getattr(base, n.attr)
             raise ExprEvalError(f"no key {n.attr!r} (keys: {', '.join(map(str, base))})")
+        if n.attr == "replace" and isinstance(base, str):
+            return lambda *a: _replace(base, *a)
         if n.attr in METHODS and isinstance(base, str | list | dict):
             return getattr(base, n.attr)
         raise ExprEvalError(f"cannot read .{n.attr} of {type(base).__name__}")
@@ -250,7 +413,7 @@ class _Evaluator:
         )
 
     def v_BinOp(self, n: ast.BinOp) -> Any:
-        return _BINOPS[type(n.op)](self.visit(n.left), self.visit(n.right))
+        return _check_built(_BINOPS[type(n.op)](self.visit(n.left), self.visit(n.right)))
 
     def v_UnaryOp(self, n: ast.UnaryOp) -> Any:
         return _UNARY[type(n.op)](self.visit(n.operand))
@@ -293,7 +456,7 @@ class _Evaluator:
 
     def v_Call(self, n: ast.Call) -> Any:
         func = self.visit(n.func)
-        return func(*[self.visit(a) for a in n.args])
+        return _check_built(func(*[self.visit(a) for a in n.args]))
 
     def _comprehend(self, n: ast.ListComp | ast.GeneratorExp) -> list:
         out: list = []
@@ -304,6 +467,8 @@ class _Evaluator:
                 return
             gen = n.generators[i]
             for item in self.visit(gen.iter):
+                if len(out) >= MAX_SIZE:
+                    raise ExprLimitError(f"builds a list of more than {MAX_SIZE:,} items")
                 scope: dict[str, Any] = {}
                 _bind(gen.target, item, scope)
                 self.scopes.append(scope)

@@ -161,6 +161,13 @@ def apply_overrides(ls: LoadedScenario, overrides: dict[str, Any]) -> LoadedScen
         ls.world_options = ls.world_cls.Options.model_validate(sc.world.options)
     counts = {k: overrides[k] for k in ("trials", "seeds") if k in overrides}
     if counts:
+        from trialrun.errors import BadInput
+        from trialrun.limits import MAX_SEEDS, MAX_TRIALS
+
+        for k, top in (("trials", MAX_TRIALS), ("seeds", MAX_SEEDS)):
+            v = counts.get(k)
+            if v is not None and not (isinstance(v, int) and 1 <= v <= top):
+                raise BadInput(f"--{k} {v!r}: expected a whole number from 1 to {top:,}")
         sc = sc.model_copy(update=counts)
     ls.scenario = sc
     return ls

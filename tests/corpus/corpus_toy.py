@@ -129,3 +129,14 @@ class CounterAgent(Agent):
 
     async def decide(self, obs: Observation) -> Decision:
         return Decision(kind="finish", node="finish")
+
+
+class ExpectedStateWorld(CounterWorld):
+    """States the expected final state (for state_equals) and declares its state's keys, so
+    a state_equals path is checked when the scenario loads."""
+
+    outcome_keys: ClassVar[frozenset[str]] = CounterWorld.outcome_keys | {"expected_state"}
+    state_keys: ClassVar[frozenset[str]] = frozenset({"count", "messages"})
+
+    def outcome(self) -> dict[str, Any]:
+        return {**super().outcome(), "expected_state": {"count": self.spec.target}}

@@ -39,6 +39,12 @@ EDIT_TOOLS = {"write_file", "edit_file", "apply_patch"}
 
 @register("world", "codebase")
 class CodebaseWorld(World):
+    # What outcome() returns: outcome expressions are checked against these names at load,
+    # and state_equals is refused there (this world states no expected final state).
+    outcome_keys = frozenset({
+        "success", "resolved", "reason", "score", "fail_to_pass", "pass_to_pass",
+        "f2p_passed", "f2p_total", "p2p_passed", "p2p_total", "repo", "bug", "state",
+        "test_runs", "edits", "commands", "violations", "timeouts"})
     uses_sandbox = True
     blocking = True  # tools wait on a container: the loop runs them in a worker thread
     sim_seconds_per_step = 5.0

@@ -97,6 +97,7 @@ class RetailTask(BaseModel):
 @register("world", "retail")
 class RetailWorld(World):
     # What outcome() returns: `trialrun validate` checks outcome expressions against it.
+    state_keys = frozenset({"orders"})  # what its expected final state holds (state_equals)
     outcome_keys = frozenset({"expected_facts", "expected_state", "messages", "reason", "score",
         "state", "success"})
     Options = RetailOptions

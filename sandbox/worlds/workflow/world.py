@@ -114,6 +114,7 @@ class WorkflowTask(BaseModel):
 @register("world", "workflow")
 class WorkflowWorld(World):
     # What outcome() returns: `trialrun validate` checks outcome expressions against it.
+    state_keys = frozenset({"crm"})  # what its expected final state holds (state_equals)
     outcome_keys = frozenset({"expected_state", "faithful", "fields", "first_error", "produced",
         "reason", "score", "stages", "state", "success", "truth", "user_fault"})
     Options = WorkflowOptions
