@@ -155,6 +155,8 @@ def parse_gates(texts: list[str] | None, fail_under: float | None = None) -> lis
             gates.append(parse_gate(t))
         except GateError as e:
             problems.append(str(e))
+    if fail_under is not None and not 0 <= fail_under <= 1:  # NaN fails this too
+        problems.append(f"--fail-under {fail_under}: expected a success rate from 0 to 1")
     if problems:
         raise GateError("; ".join(problems))
     if fail_under is not None:

@@ -51,6 +51,25 @@ def _resolve_run(store, run_id: str) -> str:
         raise typer.Exit(2) from None
 
 
+def _writable(*paths: Path | None) -> None:
+    """Check output files can be written before anything runs: a long run must not end in
+    a traceback over a typo'd folder. Directories are not created behind the user's back."""
+    import os
+
+    from trialrun.errors import BadInput
+
+    for p in paths:
+        if p is None:
+            continue
+        parent = p.parent if str(p.parent) else Path(".")
+        if p.is_dir():
+            raise BadInput(f"cannot write {p}: it is a directory")
+        if not parent.is_dir():
+            raise BadInput(f"cannot write {p}: no directory {parent} (create it first)")
+        if not os.access(parent, os.W_OK) or (p.exists() and not os.access(p, os.W_OK)):
+            raise BadInput(f"cannot write {p}: permission denied")
+
+
 def _load(targets: list[str]):
     """Load the scenarios; print their warnings (they do not stop a run), or every problem
     of every file, in line order, and exit 2."""
@@ -125,6 +144,7 @@ def run(
     from trialrun.store import Store
 
     gates = gates_from_options(gate, fail_under)  # a bad gate: exit 2 before running
+    _writable(json_out, html_out, junit)  # an unwritable report: exit 2 before running
     if sandbox not in (None, "docker", "local"):
         _err(f"--sandbox {sandbox!r}: expected docker or local")
         raise typer.Exit(2)
@@ -198,8 +218,11 @@ def _execute(store, loaded, targets: list[str], resume: str | None, opts, progre
         with bar:
             summary = anyio.run(go)
     except KeyboardInterrupt:
-        _err("interrupted; finished episodes are stored. Resume with "
-             f"`trialrun run --resume {started.get('run', 'RUN_ID')}`.")
+        if "run" in started:
+            _err("interrupted; finished episodes are stored. Resume with "
+                 f"`trialrun run --resume {started['run']}`.")
+        else:
+            _err("interrupted before the run started: nothing was stored")
         raise typer.Exit(130) from None
     if summary.skipped:
         console.print(f"resumed run {summary.run_id}: {summary.skipped} episode(s) were already "
@@ -323,6 +346,7 @@ def report(
     from trialrun.store import Store
 
     gates = gates_from_options(gate)
+    _writable(json_out, html_out, junit)
     store = Store(db)
     run_id = _resolve_run(store, run_id)
     code = report_and_judge(store, run_id, json_out, html_out, _console(), gates, junit, bar,
@@ -351,6 +375,7 @@ def compare_policies(
     from trialrun.store import Store
     from trialrun.variants import DEFAULT_POLICIES, policy_variants
 
+    _writable(json_out, html_out)
     try:
         loaded = policy_variants(_load(targets), policy or DEFAULT_POLICIES)
     except ValueError as e:
@@ -456,15 +481,13 @@ def export_feedback_cmd(
     from trialrun.store import Store
 
     store = Store(db)
-    try:
-        if out is None:
-            export_feedback(store, run_id, sys.stdout)
-            return
-        with out.open("w") as f:
-            n = export_feedback(store, run_id, f)
-    except KeyError as e:
-        _err(str(e.args[0]))
-        raise typer.Exit(2) from None
+    run_id = _resolve_run(store, run_id)  # before the file is opened: a typo truncates nothing
+    if out is None:
+        export_feedback(store, run_id, sys.stdout)
+        return
+    _writable(out)
+    with out.open("w") as f:
+        n = export_feedback(store, run_id, f)
     _console().print(f"wrote {n} human judgement(s) to {out}")
 
 
@@ -555,6 +578,7 @@ def fork(
     from trialrun.store import Store
     from trialrun.variants import parse_agent
 
+    _writable(json_out)
     if at not in ("first-error", "decisive") and not at.isdigit():
         raise BadInput(f"--at {at!r}: expected a step number, first-error or decisive")
     try:
@@ -725,6 +749,7 @@ def check_world(
     """Check a world against the World contract (for world authors): same seed, same run; no
     wall clock, no global RNG; snapshot/restore; tool schemas; ground truth. Exit 1 if a
     check fails."""
+    _writable(json_out)
     from trialrun.check_world import check_world as run_checks
 
     if sandbox not in (None, "docker", "local"):

@@ -247,9 +247,16 @@ class Store:
         with Session(self.engine) as s:
             run = s.get(RunRow, run_id)
             if run is None:
-                matches = s.exec(select(RunRow).where(RunRow.id.startswith(run_id))).all()
+                # A prefix, taken literally (`%` and `_` are not wildcards).
+                matches = s.exec(select(RunRow).where(RunRow.id.startswith(
+                    run_id, autoescape=True)).limit(6)).all()
                 if len(matches) == 1:
                     return matches[0]
+                if matches:
+                    names = ", ".join(m.id for m in matches[:5])
+                    raise NotFound(f"run id {run_id!r} is ambiguous: it starts "
+                                   f"{'more than 5 runs' if len(matches) > 5 else names}; "
+                                   "give more characters")
                 raise NotFound(f"no run {run_id!r} in {self.safe_url}")
             return run
 

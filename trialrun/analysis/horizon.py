@@ -167,7 +167,10 @@ def _survival_data(times: ArrayLike, events: ArrayLike) -> tuple[np.ndarray, np.
         raise ValueError("times must be finite, >= 0, and > 0 where an event occurred")
     if not d.any():
         raise ValueError("no events observed: the hazard is not identifiable")
-    return t, d
+    # Sorted: float sums depend on order, and the episodes' order (by id) differs between two
+    # identical runs, whose fits must not.
+    order = np.lexsort((d, t))
+    return t[order], d[order]
 
 
 def fit_exponential(times: ArrayLike, events: ArrayLike) -> ExponentialFit:

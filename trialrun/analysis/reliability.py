@@ -522,7 +522,9 @@ def markov_chain(d: RunData, eps: np.ndarray) -> MarkovChain | None:
     for (a, _), c in counts.items():
         out[a] = out.get(a, 0) + c
     g = nx.DiGraph()
-    for (a, b), c in counts.items():
+    # Sorted: the rows come in episode-id order, which differs between two identical runs,
+    # and the report must not.
+    for (a, b), c in sorted(counts.items()):
         g.add_edge(a, b, p=c / out[a])
     firsts = node[np.r_[True, ~same]]
     start = d.nodes[int(np.bincount(firsts).argmax())]
@@ -531,7 +533,7 @@ def markov_chain(d: RunData, eps: np.ndarray) -> MarkovChain | None:
     except ValueError:
         return None
     return MarkovChain(start=start, p_success=res.p_success,
-                       expected_visits={str(k): v for k, v in res.visits.items()},
+                       expected_visits={str(k): v for k, v in sorted(res.visits.items())},
                        total_steps=res.total_visits,
                        edges=[(a, b, round(p, 6)) for a, b, p in g.edges(data="p")])
 
