@@ -8,6 +8,7 @@ episode), so a run is reproducible.
 
 from __future__ import annotations
 
+import json
 import random
 from abc import ABC, abstractmethod
 from collections.abc import AsyncIterator
@@ -46,6 +47,24 @@ class NodeMapOptions(AgentOptions):
         if kind == "message":
             return self.reply_node
         return self.node_map.get(kind) or kind
+
+
+# What an agent is told when a reviewer denied its call (the episode did not run it).
+DENIED = "Denied: a human reviewer did not approve this call, so it did not run."
+
+
+def result_text(result: ToolResult | None) -> str:
+    """A tool's result as an agent reads it: the output (JSON unless it is text), or
+    `Error: ...`. The openai agent's replay keys hold this text: change it and recorded
+    conversations no longer match."""
+    if result is None:
+        return ""
+    if not result.ok:
+        return f"Error: {result.error or 'the call failed'}"
+    out = result.output
+    if isinstance(out, str):
+        return out
+    return json.dumps(out, ensure_ascii=False, default=str)
 
 
 class AgentError(Exception):

@@ -156,7 +156,9 @@ class LangGraphAgent(SelfDrivingAgent):
                     raise CannotAdopt(f"langgraph: thread {thread} has no pending interrupt "
                                       "to go on from")
                 await self._approval_ready.wait()  # the paused review, answered
-                state = Command(resume={i.id: self._approval_answer(i.value) for i in pending})
+                assert self._approval_fb is not None
+                state = Command(resume={i.id: self._approval_answer(i.value, self._approval_fb)
+                                        for i in pending})
             elif self.durable:
                 await saver.adelete_thread(thread)  # a fresh start (a retry) begins clean
             while True:
@@ -231,10 +233,9 @@ class LangGraphAgent(SelfDrivingAgent):
             return decider
         return ran_in if ran_in and ran_in not in opts.tool_nodes else ""
 
-    def _approval_answer(self, value: Any) -> Any:
-        """The answer to a pending approval interrupt from its reviewed step's feedback."""
-        fb = self._approval_fb
-        assert fb is not None
+    def _approval_answer(self, value: Any, fb: Feedback) -> dict[str, Any]:
+        """The answer to an approval interrupt once its step was reviewed: approved, the
+        action has run (and the graph's own call of it gets that result); otherwise why not."""
         text = outcome_text(fb)
         if fb.denied or fb.executed is not None:
             return {"approved": False, "comment": text}
@@ -252,11 +253,7 @@ class LangGraphAgent(SelfDrivingAgent):
                 question if isinstance(question, str) else json.dumps(question, default=str))
         tool, args, words = proposal
         fb = await self._port.call(tool, args, node=self._node(tool, args), approval=words)
-        text = outcome_text(fb)
-        if fb.denied or fb.executed is not None:
-            return {"approved": False, "comment": text}
-        self._approved[_key(tool, args)] = text
-        return {"approved": True, "result": text}
+        return self._approval_answer(value, fb)
 
 
 def _final_words(out: Any) -> str | None:

@@ -35,56 +35,41 @@ goes away.
 from __future__ import annotations
 
 import logging
-import os
-import signal
 import subprocess
 import sys
 from collections import deque
-from pathlib import Path
 from typing import Any, Literal
 
 import anyio
 from anyio.abc import Process
-from pydantic import Field, SecretStr, field_validator
+from pydantic import Field
 
 from trialrun.agents.base import AgentError
+from trialrun.agents.child_process import (
+    POSIX,
+    CommandOptions,
+    StderrTail,
+    exit_text,
+    kill_group,
+)
 from trialrun.agents.self_driving import Port, SelfDrivingAgent, SelfDrivingOptions
 from trialrun.registry import register
 
 __all__ = ["MCPAgent", "MCPAgentStartError", "MCPOptions", "MCPServedAgent",
            "MCPServedOptions", "ProcessCrashed"]
 
-POSIX = os.name == "posix"
 URL_VAR, TASK_VAR = "TRIALRUN_MCP_URL", "TRIALRUN_TASK"
 
 log = logging.getLogger("trialrun.agents.mcp")
 
 
-class MCPOptions(SelfDrivingOptions):
-    """`agent.params` of `type: mcp`."""
+class MCPOptions(CommandOptions, SelfDrivingOptions):
+    """`agent.params` of `type: mcp`: `command` may hold {url} and {task}, replaced by the MCP
+    endpoint and the task."""
 
-    command: list[str] = Field(min_length=1, description="the agent's argv, run without a "
-                               "shell; {url} and {task} in it are replaced by the MCP "
-                               "endpoint and the task")
-    cwd: str | None = Field(None, description="working directory (default: trialrun's)")
-    env: dict[str, SecretStr] = Field(
-        default_factory=dict, description="variables added to trialrun's environment, which "
-        "the process inherits; values are never logged or shown")
-    start_timeout_s: float = Field(30.0, gt=0, description="seconds from launch to the "
-                                   "process's first MCP request")
     timeout_s: float | None = Field(None, gt=0, description="seconds the process may run "
                                     "(default: only the scenario's max_wall_time bounds it); "
                                     "past it the process is killed, the agent's failure")
-    close_timeout_s: float = Field(2.0, ge=0, description="seconds the process has to exit "
-                                   "after calling finish before it is killed")
-    stderr_tail_bytes: int = Field(4096, ge=256, description="stderr kept for error messages")
-
-    @field_validator("command")
-    @classmethod
-    def _program(cls, v: list[str]) -> list[str]:
-        if not v[0].strip():
-            raise ValueError("command[0] must name a program")
-        return v
 
 
 class MCPServedOptions(SelfDrivingOptions):
@@ -118,13 +103,11 @@ class MCPAgent(SelfDrivingAgent):
         self.process: Process | None = None
         self.url: str | None = None
         self.stdout_lines: deque[str] = deque(maxlen=50)
-        self._stderr = bytearray()
-        self._stderr_cut = False
+        self.stderr = StderrTail(self.options.stderr_tail_bytes)
 
     @property
     def program(self) -> str:
-        """The program's name, for messages (the rest of argv may hold secrets)."""
-        return Path(self.options.command[0]).name
+        return self.options.program
 
     def _who(self) -> str:
         pid = f" (pid {self.process.pid})" if self.process is not None else ""
@@ -156,8 +139,7 @@ class MCPAgent(SelfDrivingAgent):
         opts = self.options
         task = port.prompt()
         argv = [a.replace("{url}", url).replace("{task}", task) for a in opts.command]
-        env = {**os.environ, URL_VAR: url, TASK_VAR: task,
-               **{k: v.get_secret_value() for k, v in opts.env.items()}}
+        env = opts.environment(**{URL_VAR: url, TASK_VAR: task})
         t0 = anyio.current_time()
         try:
             self.process = await anyio.open_process(
@@ -207,7 +189,7 @@ class MCPAgent(SelfDrivingAgent):
         if exited.is_set() and not contacted.is_set() and p.returncode != 0:
             await self._drain()
             raise MCPAgentStartError(self._with_stderr(
-                f"{self._who()} {_exit_text(p.returncode)} before making any MCP request"))
+                f"{self._who()} {exit_text(p.returncode)} before making any MCP request"))
         left = None if opts.timeout_s is None else max(
             0.0, opts.timeout_s - (anyio.current_time() - t0))
         if not await _first(exited, world.done, timeout=left):
@@ -225,7 +207,7 @@ class MCPAgent(SelfDrivingAgent):
         await self._drain()
         if p.returncode != 0:
             raise ProcessCrashed(self._with_stderr(
-                f"{self._who()} {_exit_text(p.returncode)} without calling finish"))
+                f"{self._who()} {exit_text(p.returncode)} without calling finish"))
         return self._last_line()
 
     # --- the process's output ------------------------------------------------------------
@@ -261,13 +243,9 @@ class MCPAgent(SelfDrivingAgent):
 
     async def _read_stderr(self, done: anyio.Event) -> None:
         assert self.process is not None and self.process.stderr is not None
-        keep = self.options.stderr_tail_bytes
         try:
             async for chunk in self.process.stderr:
-                self._stderr += chunk
-                if len(self._stderr) > keep:
-                    del self._stderr[:-keep]
-                    self._stderr_cut = True
+                self.stderr.add(chunk)
         except (anyio.ClosedResourceError, anyio.BrokenResourceError):
             pass
         finally:
@@ -276,14 +254,10 @@ class MCPAgent(SelfDrivingAgent):
     def _last_line(self) -> str | None:
         return self.stdout_lines[-1] if self.stdout_lines else None
 
-    def stderr_tail(self) -> str:
-        text = self._stderr.decode("utf-8", "replace").strip()
-        return ("..." if self._stderr_cut else "") + text
-
     def _with_stderr(self, msg: str, keep: int = 1200) -> str:
         """`msg` and the end of the process's stderr (an episode's end note is at most 2000
         characters: the end of a traceback says the most)."""
-        tail = self.stderr_tail()
+        tail = self.stderr.text()
         if len(tail) > keep:
             tail = "..." + tail[-keep:]
         return f"{msg}\nstderr of the process (last lines):\n{tail}" if tail else msg
@@ -294,7 +268,7 @@ class MCPAgent(SelfDrivingAgent):
         if p is None:
             return
         with anyio.CancelScope(shield=True):
-            _kill_group(p)
+            kill_group(p)
             with anyio.move_on_after(5.0):
                 await p.wait()
 
@@ -312,28 +286,6 @@ async def _first(*events: anyio.Event, timeout: float | None = None) -> bool:
             for e in events:
                 tg.start_soon(wait, e)
     return not scope.cancelled_caught
-
-
-def _exit_text(code: int | None) -> str:
-    if code is None:
-        return "closed its output"
-    if code < 0:
-        try:
-            return f"was killed by {signal.Signals(-code).name}"
-        except ValueError:
-            return f"was killed by signal {-code}"
-    return f"exited with code {code}"
-
-
-def _kill_group(p: Process) -> None:
-    """SIGKILL the process's session group (children included), or the process alone."""
-    try:
-        if POSIX:
-            os.killpg(p.pid, signal.SIGKILL)
-        elif p.returncode is None:
-            p.kill()
-    except (ProcessLookupError, PermissionError, OSError):
-        pass  # already gone
 
 
 @register("agent", "mcp-served")

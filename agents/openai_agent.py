@@ -62,15 +62,22 @@ from typing import Any
 
 from pydantic import Field, field_validator
 
-from trialrun.agents.base import Agent, AgentContext, AgentError, Feedback, NodeMapOptions
+from trialrun.agents.base import (
+    DENIED,
+    Agent,
+    AgentContext,
+    AgentError,
+    Feedback,
+    NodeMapOptions,
+    result_text,
+)
 from trialrun.agents.model_client import Conversation, ModelClient, Prices
 from trialrun.registry import register
-from trialrun.trajectory import Decision, ModelCall, Observation, ToolResult
+from trialrun.trajectory import Decision, ModelCall, Observation
 
 __all__ = ["OpenAIAgent", "OpenAIOptions", "UnmappedToolWarning"]
 
 DEFAULT_BASE_URL = "https://api.openai.com/v1"
-DENIED = "Denied: a human reviewer did not approve this call, so it did not run."
 DENIED_MESSAGE = "(A human reviewer did not approve your last message: it was not sent.)"
 
 
@@ -301,7 +308,7 @@ class OpenAIAgent(Agent):
         elif self.error is not None:
             content = f"Error: the arguments are not a JSON object ({self.error})."
             if fb.result is not None and fb.result.ok:  # the tool needs none: it ran with {}
-                content += f" The tool ran with no arguments: {_result_text(fb.result)}"
+                content += f" The tool ran with no arguments: {result_text(fb.result)}"
             else:
                 content += " Nothing ran; call the tool again with a JSON object."
         else:
@@ -310,7 +317,7 @@ class OpenAIAgent(Agent):
             if fb.decision.kind == "ask_human" and ran is None:
                 content = fb.human_answer or (str(fb.result.output) if fb.result else "")
             else:
-                content = _result_text(fb.result)
+                content = result_text(fb.result)
             if ran is not None:
                 content = f"A human took over this step and did {ran.label()} instead. " \
                           f"Result: {content}"
@@ -361,13 +368,3 @@ def _parse_args(raw: str) -> tuple[dict[str, Any], str | None]:
 def _differs(a: Decision, b: Decision) -> bool:
     return (a.kind, a.tool, a.args, a.text) != (b.kind, b.tool, b.args, b.text)
 
-
-def _result_text(result: ToolResult | None) -> str:
-    if result is None:
-        return ""
-    if not result.ok:
-        return f"Error: {result.error or 'the call failed'}"
-    out = result.output
-    if isinstance(out, str):
-        return out
-    return json.dumps(out, ensure_ascii=False, default=str)

@@ -30,19 +30,23 @@ from __future__ import annotations
 
 import json
 import logging
-import os
-import signal
 import weakref
 from collections import deque
-from pathlib import Path
 from typing import Any, Literal, NoReturn, get_args
 
 import anyio
 from anyio.abc import Process
 from anyio.streams.buffered import BufferedByteReceiveStream
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from trialrun.agents.base import Agent, AgentContext, AgentError, Feedback, NodeMapOptions
+from trialrun.agents.base import Agent, AgentContext, AgentError, Feedback
+from trialrun.agents.child_process import (
+    POSIX,
+    CommandOptions,
+    StderrTail,
+    exit_text,
+    kill_group,
+)
 from trialrun.registry import did_you_mean, register
 from trialrun.trajectory import Decision, DecisionKind, Observation
 
@@ -56,35 +60,16 @@ RESULT_FIELDS = {"ok", "output", "error", "fault"}
 TOOL_FIELDS = {"name", "description", "parameters", "irreversible"}
 OBSERVATION_FIELDS = {"text", "data"}
 MESSAGES_IN = ("ready", "decision", "log", "error")  # what a process may write
-POSIX = os.name == "posix"
 CLIP = 200  # characters of an offending line quoted in an error message
 
 log = logging.getLogger("trialrun.agents.process")
 
 
-class ProcessOptions(NodeMapOptions):
+class ProcessOptions(CommandOptions):
     """`agent.params` of `type: process`."""
 
-    command: list[str] = Field(min_length=1, description="the agent's argv, run without a "
-                               "shell: [node, agent.js]; a relative program or path is "
-                               "found from `cwd` (and PATH)")
-    cwd: str | None = Field(None, description="working directory (default: trialrun's)")
-    env: dict[str, SecretStr] = Field(
-        default_factory=dict, description="variables added to trialrun's environment, which "
-        "the process inherits; values are never logged or shown")
     timeout_s: float = Field(60.0, gt=0, description="seconds per decision (and per write)")
-    start_timeout_s: float = Field(30.0, gt=0, description="seconds from launch to `ready`")
-    close_timeout_s: float = Field(2.0, ge=0, description="seconds the process has to exit "
-                                   "after `close` before it is killed")
     max_line_bytes: int = Field(16 * 2**20, ge=1024, description="longest line accepted")
-    stderr_tail_bytes: int = Field(4096, ge=256, description="stderr kept for error messages")
-
-    @field_validator("command")
-    @classmethod
-    def _program(cls, v: list[str]) -> list[str]:
-        if not v[0].strip():
-            raise ValueError("command[0] must name a program")
-        return v
 
 
 class WireDecision(BaseModel):
@@ -121,8 +106,7 @@ class ProcessAgent(Agent):
         self.logs: deque[dict[str, Any]] = deque(maxlen=200)  # the process's `log` lines
         self.step = 0  # observe messages sent (the loop's step index of the next decision)
         self._stdout: BufferedByteReceiveStream | None = None
-        self._stderr = bytearray()
-        self._stderr_cut = False  # older stderr was dropped
+        self.stderr = StderrTail(self.options.stderr_tail_bytes)
         self._pending: AgentError | None = None  # a fault met while giving feedback
         self._finalizer: weakref.finalize | None = None
         self._closed = False
@@ -131,7 +115,7 @@ class ProcessAgent(Agent):
     async def start(self, ctx: AgentContext, first: Observation) -> None:
         await super().start(ctx, first)
         opts = self.options
-        env = {**os.environ, **{k: v.get_secret_value() for k, v in opts.env.items()}}
+        env = opts.environment()
         try:
             self.process = await anyio.open_process(
                 opts.command, cwd=opts.cwd, env=env, start_new_session=POSIX)
@@ -139,7 +123,7 @@ class ProcessAgent(Agent):
             raise AgentError(f"could not start the agent process {self.program!r}: "
                              f"{type(e).__name__}: {e}") from None
         self._stdout = BufferedByteReceiveStream(self.process.stdout)  # type: ignore[arg-type]
-        self._finalizer = weakref.finalize(self, _kill_group, self.process)
+        self._finalizer = weakref.finalize(self, kill_group, self.process)
         hello = {"type": "start", "protocol": PROTOCOL, "task": ctx.task,
                  "instruction": ctx.instruction,
                  "tools": [t.model_dump(mode="json", include=TOOL_FIELDS) for t in ctx.tools],
@@ -216,8 +200,7 @@ class ProcessAgent(Agent):
 
     @property
     def program(self) -> str:
-        """The program's name, for messages (the rest of argv may hold secrets)."""
-        return Path(self.options.command[0]).name
+        return self.options.program
 
     def _who(self) -> str:
         pid = f" (pid {self.process.pid})" if self.process is not None else ""
@@ -311,40 +294,24 @@ class ProcessAgent(Agent):
         with anyio.move_on_after(1.0):
             await p.wait()
         code = p.returncode
-        if code is None:
-            return f"closed its stdout {when}"
-        if code < 0:
-            try:
-                name = signal.Signals(-code).name
-            except ValueError:
-                name = f"signal {-code}"
-            return f"was killed by {name} {when}"
-        return f"exited with code {code} {when}"
+        return f"closed its stdout {when}" if code is None else f"{exit_text(code)} {when}"
 
     async def _drain_stderr(self) -> None:
         err = self.process.stderr if self.process is not None else None
         if err is None:
             return
-        keep = self.options.stderr_tail_bytes
         try:
             while True:
-                self._stderr += await err.receive(65536)
-                if len(self._stderr) > keep:
-                    del self._stderr[:-keep]
-                    self._stderr_cut = True
+                self.stderr.add(await err.receive(65536))
         except (anyio.EndOfStream, anyio.ClosedResourceError, anyio.BrokenResourceError):
             return
-
-    def stderr_tail(self) -> str:
-        text = self._stderr.decode("utf-8", "replace").strip()
-        return ("..." if self._stderr_cut else "") + text
 
     # --- faults ------------------------------------------------------------------------
     async def _fail(self, fault: str, when: str) -> NoReturn:
         who = self._who()
         await self._kill()
         self._closed = True
-        tail = self.stderr_tail()
+        tail = self.stderr.text()
         note = f"\nstderr of the process (last lines):\n{tail}" if tail else ""
         raise AgentError(f"{who} {fault} ({when}){note}")
 
@@ -354,7 +321,7 @@ class ProcessAgent(Agent):
         if p is None:
             return
         with anyio.CancelScope(shield=True):
-            _kill_group(p)
+            kill_group(p)
             with anyio.move_on_after(5.0):
                 await p.wait()
             with anyio.move_on_after(0.5):  # its last words, unless a grandchild holds on
@@ -367,17 +334,6 @@ class ProcessAgent(Agent):
 
 def _wire(d: Decision) -> dict[str, Any]:
     return d.model_dump(mode="json", include=DECISION_FIELDS)
-
-
-def _kill_group(p: Process) -> None:
-    """SIGKILL the process's session group (children included), or the process alone."""
-    try:
-        if POSIX:
-            os.killpg(p.pid, signal.SIGKILL)
-        elif p.returncode is None:
-            p.kill()
-    except (ProcessLookupError, PermissionError, OSError):
-        pass  # already gone
 
 
 def _clip(text: str | bytes, n: int = CLIP) -> str:

@@ -29,12 +29,19 @@ from typing import Any
 import anyio
 from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
 
-from trialrun.agents.base import Agent, AgentContext, AgentError, Feedback, NodeMapOptions
+from trialrun.agents.base import (
+    DENIED,
+    Agent,
+    AgentContext,
+    AgentError,
+    Feedback,
+    NodeMapOptions,
+    result_text,
+)
 from trialrun.trajectory import Decision, Observation, ToolResult, ToolSpec
 
 __all__ = ["Port", "SelfDrivingAgent", "SelfDrivingOptions", "outcome_text"]
 
-DENIED = "Denied: a human reviewer did not approve this call, so it did not run."
 
 
 class CannotAdopt(AgentError):
@@ -62,19 +69,10 @@ def outcome_text(fb: Feedback) -> str:
     what a human did instead."""
     if fb.denied:
         return DENIED
-    result = fb.result or ToolResult(ok=True)
-    said = _text(result.output) if result.ok else f"Error: {result.error}"
+    said = result_text(fb.result or ToolResult(ok=True))
     if fb.executed is not None:
         return f"A human reviewer took over and ran {fb.executed.label()} instead: {said}"
     return said
-
-
-def _text(output: Any) -> str:
-    if isinstance(output, str):
-        return output
-    import json
-
-    return json.dumps(output, default=str, sort_keys=True)
 
 
 # Exceptions of the usual model SDKs that mean the endpoint, not the agent, failed.
@@ -155,8 +153,7 @@ class Port:
         fb = await self.submit(Decision(kind="message", node=node, text=text))
         if fb.denied:
             return DENIED
-        out = fb.result.output if fb.result else None
-        return _text(out) if out is not None else ""
+        return result_text(fb.result) if fb.result and fb.result.output is not None else ""
 
     async def finish(self, text: str = "", *, node: str = "") -> None:
         """End the episode: the agent is done. Does not return."""

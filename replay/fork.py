@@ -105,9 +105,11 @@ async def fork_episodes(store: Store, episode_ids: list[str], at: int | str,
         raise ForkError("nothing to fork")
     rows = [store.get_episode(e) for e in episode_ids]
     run_ids = {r.run_id for r in rows}
-    plans: dict[tuple[str, str], ScenarioPlan] = {}
+    parents: dict[tuple[str, str], ScenarioPlan] = {}  # the runs' plans, read once
+    plans: dict[tuple[str, str], ScenarioPlan] = {}  # the forks': the changed agent
     for run_id in run_ids:
         for name, sp in plan_of_run(store, run_id).scenarios.items():
+            parents[(run_id, name)] = sp
             plans[(run_id, name)] = sp if agent is None else ScenarioPlan.build(
                 agent_variants([sp.loaded], [agent])[0])
     sources = {p.scenario.name: p.loaded.source for p in plans.values()}
@@ -118,8 +120,7 @@ async def fork_episodes(store: Store, episode_ids: list[str], at: int | str,
     try:
         for ep_id, row in zip(episode_ids, rows, strict=True):
             parent = store.load_episode(ep_id)
-            parent_plan = plan_of_run(store, row.run_id).scenarios[row.scenario]
-            k = await fork_point(store, parent_plan, ep_id, parent, at)
+            k = await fork_point(store, parents[(row.run_id, row.scenario)], ep_id, parent, at)
             plan = plans[(row.run_id, row.scenario)]
             try:
                 with use_judge_cache(JudgeCache(store)):  # the prefix's judge answers, free

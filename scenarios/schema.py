@@ -11,7 +11,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from trialrun.limits import MAX_SEEDS, MAX_TRIALS
+from trialrun.defaults import MAX_SEEDS, MAX_TRIALS
 from trialrun.trajectory import Decision
 
 SEED_MIN, SEED_MAX = -(2**63), 2**63 - 1  # a seed is stored as a signed 64-bit integer

@@ -11,7 +11,8 @@ import typer
 
 from trialrun.cli_ci import GateOption, JunitOption
 from trialrun.cli_judge import register as register_judge_commands
-from trialrun.limits import MAX_SEEDS, MAX_TRIALS
+from trialrun.cli_options import DEFAULT_DB, DbOption
+from trialrun.defaults import MAX_SEEDS, MAX_TRIALS
 
 app = typer.Typer(
     name="trialrun",
@@ -21,9 +22,6 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
 )
 
-DbOption = Annotated[str, typer.Option(
-    "--db", envvar="TRIALRUN_DB", help="SQLAlchemy URL of the store.")]
-DEFAULT_DB = "sqlite:///trialrun.db"
 
 
 def _console():

@@ -19,6 +19,8 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
+from trialrun.cli_options import DEFAULT_DB, DbOption
+
 if TYPE_CHECKING:
     from rich.console import Console
 
@@ -26,9 +28,6 @@ if TYPE_CHECKING:
     from trialrun.ci import Gate
     from trialrun.store import Store
 
-DEFAULT_DB = "sqlite:///trialrun.db"
-DbOption = Annotated[str, typer.Option(
-    "--db", envvar="TRIALRUN_DB", help="SQLAlchemy URL of the store.")]
 GateOption = Annotated[list[str] | None, typer.Option(
     "--gate", help="a condition the run must meet, e.g. 'success>=0.9', 'pass^3>=0.7', "
     "'node:resolve>=0.95', 'ask_f1>=0.6'; '.lo' gates on the lower end of the 95% CI "

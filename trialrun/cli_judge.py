@@ -11,11 +11,8 @@ from typing import Annotated, Any
 
 import typer
 
-# The same option as trialrun.cli's (this module must not import trialrun.cli at import time:
-# cli imports this one).
-DbOption = Annotated[str, typer.Option(
-    "--db", envvar="TRIALRUN_DB", help="SQLAlchemy URL of the store.")]
-DEFAULT_DB = "sqlite:///trialrun.db"
+from trialrun.cli_options import DEFAULT_DB, DbOption
+
 Concurrency = Annotated[int, typer.Option("-j", "--concurrency", min=1,
                                           help="judge requests in flight")]
 

@@ -15,7 +15,7 @@ from typing import Annotated, Any
 
 import typer
 
-DEFAULT_DB = "sqlite:///trialrun.db"
+from trialrun.cli_options import DEFAULT_DB, DbOption
 
 
 def serve_world(
@@ -29,8 +29,7 @@ def serve_world(
              "(streamable HTTP on 127.0.0.1; the URL is printed on stderr)")] = "stdio",
     port: Annotated[int, typer.Option(
         min=0, max=65535, help="http: the port on 127.0.0.1 (0: a free one)")] = 0,
-    db: Annotated[str, typer.Option(
-        "--db", envvar="TRIALRUN_DB", help="SQLAlchemy URL of the store.")] = DEFAULT_DB,
+    db: DbOption = DEFAULT_DB,
     max_wall_time: Annotated[float | None, typer.Option(
         min=0, help="wall seconds the episode may last (default: the scenario's "
         "budgets.max_wall_time; 0: no limit)")] = None,

@@ -315,7 +315,7 @@ class Episode:
         reviewer who has not answered yet raises `AwaitingReview`."""
         correct = verdict.correct if verdict else None
         scope = episode_scope.get()
-        token = episode_scope.set(scope.with_(key=str(self.key), step=index, reason=reason))
+        token = episode_scope.set(scope.with_(step=index, reason=reason))  # run() set the key
         try:
             ans = await self.human.review(decision, correct)
         finally:

@@ -129,12 +129,9 @@ class ReviewerHuman(Human):
         item = scope.store.add_review(scope.run_id, scope.key, scope.step,
                                       decision.model_dump_json(exclude_none=True),
                                       scope.reason, self.options.deadline_s)
-        if item.status == "pending" and item.deadline_s is not None:
-            from trialrun.store import age_s
-
-            if age_s(item.created_at) > item.deadline_s:
-                item = scope.store.answer_review(item.id, self.options.fallback == "approve",
-                                                 "fallback", "past its deadline", "expired")
+        if item.overdue:
+            item = scope.store.answer_review(item.id, self.options.fallback == "approve",
+                                             "fallback", "past its deadline", "expired")
         if item.status == "pending":
             raise AwaitingReview(item.id)
         return HumanAnswer(approved=bool(item.approved), seconds=self.options.seconds_per_review,

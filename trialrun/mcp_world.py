@@ -46,7 +46,8 @@ from typing import TYPE_CHECKING, Any, Literal
 import anyio
 import anyio.lowlevel
 
-from trialrun.agents.self_driving import DENIED, Port, outcome_text
+from trialrun.agents.base import DENIED
+from trialrun.agents.self_driving import Port, outcome_text
 
 if TYPE_CHECKING:
     import mcp.types

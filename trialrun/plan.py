@@ -161,8 +161,8 @@ def apply_overrides(ls: LoadedScenario, overrides: dict[str, Any]) -> LoadedScen
         ls.world_options = ls.world_cls.Options.model_validate(sc.world.options)
     counts = {k: overrides[k] for k in ("trials", "seeds") if k in overrides}
     if counts:
+        from trialrun.defaults import MAX_SEEDS, MAX_TRIALS
         from trialrun.errors import BadInput
-        from trialrun.limits import MAX_SEEDS, MAX_TRIALS
 
         for k, top in (("trials", MAX_TRIALS), ("seeds", MAX_SEEDS)):
             v = counts.get(k)

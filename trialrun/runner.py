@@ -110,20 +110,18 @@ async def run_episodes(
 
     def on_result(result: EpisodeResult) -> None:
         key = str(result.key)
-        if key in plan.resume_from:
-            if result.end_reason == EndReason.error:
-                # Keep the pause (the prefix to go on from); the next resume tries again.
-                summary.errors += 1
-                if on_episode:
-                    on_episode(result)
-                return
-            store.drop_paused(run_id, key)  # the resumed episode takes its place
-        store.save_episode(run_id, result)
-        summary.ran += 1
-        summary.errors += result.end_reason == EndReason.error
-        summary.paused += result.end_reason == EndReason.paused
-        if keep_results:
-            summary.results.append(result)
+        error = result.end_reason == EndReason.error
+        summary.errors += error
+        # A resumed pause that failed keeps its record (the prefix to go on from): the next
+        # resume tries again. Otherwise the resumed episode takes the pause's place.
+        if not (error and key in plan.resume_from):
+            if key in plan.resume_from:
+                store.drop_paused(run_id, key)
+            store.save_episode(run_id, result)
+            summary.ran += 1
+            summary.paused += result.end_reason == EndReason.paused
+            if keep_results:
+                summary.results.append(result)
         if on_episode:
             on_episode(result)
 

@@ -15,10 +15,9 @@ from typing import Any
 from sqlalchemy import BigInteger, Index, UniqueConstraint, event, insert, inspect, text
 from sqlmodel import Field, Session, SQLModel, create_engine, delete, select, update
 
+from trialrun.defaults import DEFAULT_DB
 from trialrun.errors import NotFound
 from trialrun.trajectory import EndReason, EpisodeKey, EpisodeResult, Grade, Step
-
-DEFAULT_DB = "sqlite:///trialrun.db"
 
 
 class RunRow(SQLModel, table=True):
@@ -202,14 +201,17 @@ class ReviewRow(SQLModel, table=True):
     answered_at: str | None = None
     deadline_s: float | None = None  # wall seconds from created_at; then the fallback answers
 
+    @property
+    def overdue(self) -> bool:
+        """Pending past its deadline: the scenario's fallback answers it, not a person."""
+        return self.status == "pending" and self.deadline_s is not None and (
+            datetime.now(UTC) - datetime.fromisoformat(self.created_at)
+        ).total_seconds() > self.deadline_s
 
-def _now() -> str:
-    return datetime.now(UTC).isoformat(timespec="seconds")
 
-
-def age_s(stamp: str) -> float:
-    """Seconds since an ISO timestamp the store wrote."""
-    return (datetime.now(UTC) - datetime.fromisoformat(stamp)).total_seconds()
+def _now(precise: bool = False) -> str:
+    """A UTC timestamp; `precise` to the microsecond (review deadlines are below a second)."""
+    return datetime.now(UTC).isoformat(timespec="microseconds" if precise else "seconds")
 
 
 def _dump(model: Any) -> str:
@@ -309,7 +311,7 @@ class Store:
             return item
         item = ReviewRow(id=f"{run_id}-r{uuid.uuid4().hex[:10]}", run_id=run_id,
                          episode_key=key, step=step, decision=decision,
-                         created_at=datetime.now(UTC).isoformat(),  # deadlines need < 1 s
+                         created_at=_now(precise=True),
                          reason=reason, deadline_s=deadline_s)
         with Session(self.engine) as s:
             s.add(item)
@@ -336,7 +338,7 @@ class Store:
             done = s.execute(update(ReviewRow).where(
                 ReviewRow.id == item_id, ReviewRow.status == "pending").values(
                 approved=approved, reviewer=reviewer, comment=comment, status=status,
-                answered_at=datetime.now(UTC).isoformat())).rowcount  # as precise as created_at
+                answered_at=_now(precise=True))).rowcount
             s.commit()
             item = s.get(ReviewRow, item_id)
             if item is None:
@@ -364,8 +366,7 @@ class Store:
         ready: dict[str, EpisodeResult] = {}
         for ep_id, key, n_steps in rows:
             item = self.review_item(run_id, key, n_steps - 1)
-            waiting = item is not None and item.status == "pending" and (
-                item.deadline_s is None or age_s(item.created_at) <= item.deadline_s)
+            waiting = item is not None and item.status == "pending" and not item.overdue
             if not waiting:  # answered, or past its deadline: the fallback answers it
                 ready[key] = self.load_episode(ep_id)
         return ready

@@ -226,7 +226,7 @@ async def review_item(request: Request) -> Response:
     steps = store.load_episode(episode.id).steps if episode is not None else []
     nxt = st.next_review(store, exclude=item.id)
     return _page(request, "review.html.j2", title=f"Review {item.id}", item=item,
-                 late=item.status == "pending" and _past_deadline(item),
+                 late=item.status == "pending" and item.overdue,
                  label=_label(item.decision), episode=episode, steps=steps, next=nxt,
                  reviewer=request.cookies.get("trialrun_reviewer", ""))
 
@@ -243,11 +243,11 @@ async def answer(request: Request) -> Response:
         return _page(request, "error.html.j2", 400, title="Bad request",
                      message="an answer needs a verdict (approve or deny) and your name")
     late = st.get_review(store, item_id)
-    if late is not None and late.status == "pending" and _past_deadline(late):
+    if late is not None and late.overdue:  # the scenario's fallback answers it, not a person
         return _page(request, "answered.html.j2", 409, title="Past its deadline", item=late,
                      late=True, next=st.next_review(store, exclude=late.id))
-    # The handlers call the store on the event loop (no thread pool), so two answers to one
-    # item within this server are checked and written one after the other.
+    # `answer_review` is one conditional UPDATE: of two answers to an item, from this server
+    # or another process, only the first is applied.
     try:
         item = store.answer_review(item_id, verdict == "approve", reviewer,
                                    form.get("comment", "").strip()[:2000])
@@ -264,10 +264,6 @@ async def answer(request: Request) -> Response:
     return response
 
 
-def _past_deadline(item: st.ReviewRow) -> bool:
-    """A pending item past its deadline is the scenario's fallback's to answer (applied, and
-    recorded as expired, when the run resumes): a person's answer is refused."""
-    return item.deadline_s is not None and st.age_s(item.created_at) > item.deadline_s
 
 
 async def runs(request: Request) -> Response:

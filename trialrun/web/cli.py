@@ -10,7 +10,7 @@ from typing import Annotated
 
 import typer
 
-DEFAULT_DB = "sqlite:///trialrun.db"
+from trialrun.cli_options import DEFAULT_DB, DbOption
 
 
 def is_loopback(host: str) -> bool:
@@ -29,8 +29,7 @@ def serve(
     host: Annotated[str, typer.Option(help="address to bind; anything but loopback needs "
                                       "--token")] = "127.0.0.1",
     port: Annotated[int, typer.Option(min=0, max=65535, help="port to listen on")] = 8000,
-    db: Annotated[str, typer.Option("--db", envvar="TRIALRUN_DB",
-                                    help="SQLAlchemy URL of the store.")] = DEFAULT_DB,
+    db: DbOption = DEFAULT_DB,
     token: Annotated[str | None, typer.Option(
         envvar="TRIALRUN_TOKEN", show_default=False,
         help="a secret every request must carry (login form or Authorization: Bearer); "
