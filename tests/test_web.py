@@ -306,7 +306,7 @@ def test_a_non_loopback_bind_without_a_token_refuses_to_start():
     assert not is_loopback("0.0.0.0") and not is_loopback("192.168.1.4")
     env = {k: v for k, v in os.environ.items() if k != "TRIALRUN_TOKEN"}
     t0 = time.perf_counter()
-    out = subprocess.run([sys.executable, "-m", "trialrun.web.cli", "--host", "0.0.0.0",
+    out = subprocess.run([sys.executable, "-m", "trialrun.cli", "serve", "--host", "0.0.0.0",
                           "--port", str(free_port())], capture_output=True, text=True,
                          env=env, timeout=30)
     assert out.returncode == 2
@@ -318,7 +318,7 @@ def test_a_non_loopback_bind_without_a_token_refuses_to_start():
 def test_serve_starts_on_loopback_and_stops_by_pid(tmp_path):
     url, store, run_id = paused_run(tmp_path, seeds=1)
     port = free_port()
-    proc = subprocess.Popen([sys.executable, "-m", "trialrun.web.cli", "--port", str(port),
+    proc = subprocess.Popen([sys.executable, "-m", "trialrun.cli", "serve", "--port", str(port),
                              "--db", url], stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     try:
         import httpx

@@ -48,7 +48,3 @@ def serve(
     typer.echo(f"trialrun serve: http://{host}:{port}/ (store {app.state.store.safe_url})",
                err=True)
     uvicorn.run(app, host=host, port=port, log_level="warning")
-
-
-if __name__ == "__main__":  # python -m trialrun.web.cli (before cli.py mounts it)
-    typer.run(serve)
