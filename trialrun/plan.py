@@ -127,6 +127,16 @@ class RunPlan:
         return cls({ls.name: ScenarioPlan.build(apply_overrides(ls, overrides))
                     for ls in loaded}, overrides, limit)
 
+    @classmethod
+    def from_sources(cls, sources: dict[str, str], overrides: dict[str, Any] | None = None,
+                     limit: int | None = None, origin: str = "<run>") -> RunPlan:
+        """The same plan rebuilt from its scenarios' text: how a resume, or a worker in
+        another process or on another node, gets exactly the driver's plan."""
+        from trialrun.scenarios.loader import load_scenario_source
+
+        return cls.build([load_scenario_source(src, f"{origin}/{name}")
+                          for name, src in sources.items()], overrides, limit)
+
     def keys(self) -> Iterator[EpisodeKey]:
         n = 0
         for plan in self.scenarios.values():

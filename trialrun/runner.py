@@ -16,7 +16,7 @@ from trialrun.errors import NotFound
 from trialrun.executors import Executor, ExecutorOptions
 from trialrun.plan import RunPlan
 from trialrun.registry import resolve
-from trialrun.scenarios.loader import LoadedScenario, load_scenario_source
+from trialrun.scenarios.loader import LoadedScenario
 from trialrun.scope import EpisodeScope, episode_scope
 from trialrun.store import Store
 from trialrun.trajectory import EndReason, EpisodeResult
@@ -59,10 +59,9 @@ def plan_of_run(store: Store, run_id: str) -> RunPlan:
     """The run's plan exactly as it was made: its stored scenario text and overrides (edits
     to the files since do not count)."""
     run = store.get_run(run_id)
-    loaded = [load_scenario_source(src, f"<run {run.id}>/{name}")
-              for name, src in json.loads(run.scenarios).items()]
     options = json.loads(run.options)
-    return RunPlan.build(loaded, options.get("overrides", {}), options.get("limit"))
+    return RunPlan.from_sources(json.loads(run.scenarios), options.get("overrides", {}),
+                                options.get("limit"), origin=f"<run {run.id}>")
 
 
 def scenarios_of_run(store: Store, run_id: str) -> list[LoadedScenario]:
