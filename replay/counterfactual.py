@@ -16,7 +16,7 @@ from trialrun.episode import run_episode
 from trialrun.humans import RecordedHuman
 from trialrun.plan import ScenarioPlan
 from trialrun.replay.exact import RecordedAgent, recorded_answers
-from trialrun.runner import plan_of_run
+from trialrun.replay.rerun import plan_to_rerun
 from trialrun.store import Store
 
 
@@ -61,7 +61,7 @@ async def attribute_episode(store: Store, plan: ScenarioPlan, episode_id: str) -
 async def attribute_run(store: Store, run_id: str, limit: int | None = None,
                         on_episode=None) -> list[Attribution]:
     """Attribute the failed episodes of a run (up to `limit`) and store the results."""
-    plans = plan_of_run(store, run_id).scenarios
+    plans = plan_to_rerun(store, run_id, "attributed by counterfactual replay").scenarios
     failed = [e for e in store.episodes(run_id) if e.success is False]
     out = []
     for e in failed[:limit]:

@@ -16,7 +16,7 @@ from pydantic import BaseModel
 from trialrun.agents.base import Agent, AgentContext, Feedback
 from trialrun.episode import run_episode
 from trialrun.humans import HumanAnswer, RecordedHuman
-from trialrun.runner import plan_of_run
+from trialrun.replay.rerun import plan_to_rerun
 from trialrun.store import Store
 from trialrun.trajectory import Decision, EpisodeResult, Observation
 
@@ -110,7 +110,7 @@ def compare(original: EpisodeResult, replayed: EpisodeResult) -> list[StepDiff]:
 async def replay_episode(store: Store, episode_id: str) -> tuple[ReplayReport, EpisodeResult]:
     row = store.get_episode(episode_id)
     original = store.load_episode(episode_id)
-    plan = plan_of_run(store, row.run_id).scenarios[row.scenario]
+    plan = plan_to_rerun(store, row.run_id, "replayed").scenarios[row.scenario]
     agent = RecordedAgent([st.decision for st in original.steps])
     human = RecordedHuman(recorded_answers(original))
     from trialrun.graders.judge import JudgeCache, use_judge_cache

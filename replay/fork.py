@@ -26,7 +26,7 @@ from trialrun.humans import RecordedHuman
 from trialrun.plan import ScenarioPlan
 from trialrun.replay.counterfactual import attribute_episode
 from trialrun.replay.exact import RecordedAgent, recorded_answers
-from trialrun.runner import plan_of_run
+from trialrun.replay.rerun import plan_to_rerun
 from trialrun.store import Store
 from trialrun.trajectory import EpisodeKey, EpisodeResult
 
@@ -108,7 +108,7 @@ async def fork_episodes(store: Store, episode_ids: list[str], at: int | str,
     parents: dict[tuple[str, str], ScenarioPlan] = {}  # the runs' plans, read once
     plans: dict[tuple[str, str], ScenarioPlan] = {}  # the forks': the changed agent
     for run_id in run_ids:
-        for name, sp in plan_of_run(store, run_id).scenarios.items():
+        for name, sp in plan_to_rerun(store, run_id, "forked").scenarios.items():
             parents[(run_id, name)] = sp
             plans[(run_id, name)] = sp if agent is None else ScenarioPlan.build(
                 agent_variants([sp.loaded], [agent])[0])

@@ -32,11 +32,11 @@ from typing import Any
 
 import yaml
 
-from trialrun.errors import TrialrunError
+from trialrun.replay.rerun import CannotRerun, plan_to_rerun
 from trialrun.store import EpisodeRow, Store
 
 
-class CannotRegress(TrialrunError):
+class CannotRegress(CannotRerun):
     """A run whose failures cannot become regression cases (e.g. an imported run)."""
 
 
@@ -151,21 +151,11 @@ def write_regressions(store: Store, run_id: str, out_dir: str | Path,
     """Write every failed (scenario, task, seed) of the run as a scenario file in `out_dir`
     (each starting at its recorded first error with `from_first_error`); the paths written
     (none if nothing failed)."""
-    from trialrun.runner import plan_of_run
-
     run = store.get_run(run_id)
-    options = json.loads(run.options or "{}")
-    if options.get("imported"):
-        imp = options["imported"]
-        raise CannotRegress(
-            f"run {run.id} was imported from {imp.get('format')} "
-            f"({', '.join(imp.get('files', []))}): trialrun has no world that re-creates that "
-            "environment, so its failures cannot be re-run as regression cases (use "
-            f"`trialrun show {run.id} --failed` to read them)")
+    plan = plan_to_rerun(store, run.id, "re-run as regression cases")
     cases = failed_cases(store, run.id)
     if not cases:
         return []
-    plan = plan_of_run(store, run.id)
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     written = []

@@ -386,3 +386,20 @@ def test_the_import_command_prints_the_report_and_writes_json_and_html(tmp_path)
     diff = cli("diff", a, b, "--db", db, "--json", "d.json")
     assert diff.returncode == 0, diff.stderr
     assert json.loads((tmp_path / "d.json").read_text())["pairs"] == 30
+
+
+def test_an_imported_run_cannot_be_replayed_attributed_or_forked_and_says_why(store, tmp_path):
+    """Nothing re-creates an imported run's environment: each command that re-runs episodes
+    refuses in one line (exit 2) instead of a KeyError traceback."""
+    path = tmp_path / "tau.json"
+    tau_bench_file(path, tasks=3, trials=1)
+    run_id, _ = import_files(store, "tau-bench", [path])
+    failed = next(e.id for e in store.episodes(run_id) if not e.success)
+    for args, verb in ((["replay", failed], "replayed"),
+                       (["attribute", run_id], "attributed"),
+                       (["fork", failed, "--at", "0", "--agent", "scripted:retail"], "forked")):
+        out = subprocess.run([sys.executable, "-m", "trialrun.cli", *args, "--db", store.url],
+                             capture_output=True, text=True, cwd=tmp_path)
+        assert out.returncode == 2, (args, out.stderr)
+        assert "imported from tau-bench" in out.stderr and verb in out.stderr
+        assert "Traceback" not in out.stderr and out.stderr.count("\n") == 1
