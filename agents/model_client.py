@@ -44,6 +44,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from trialrun.agents.base import AgentError
 from trialrun.agents.tape import TapeMiss, current_episode, current_tape
+from trialrun.secrets import mask
 from trialrun.trajectory import ModelCall
 
 __all__ = ["ChatRequest", "Conversation", "ModelClient", "Prices", "canonical", "request_key"]
@@ -317,7 +318,7 @@ class ModelClient:
 
     async def _post(self, req: ChatRequest) -> tuple[dict[str, Any], float, int]:
         ep, http = self._client()
-        where = f"model endpoint {self.base_url} ({self.model})"
+        where = f"model endpoint {mask(self.base_url)} ({self.model})"
         last = ""
         for attempt in range(1, self.max_attempts + 1):
             delay = self._backoff(attempt)

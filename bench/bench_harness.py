@@ -1,18 +1,30 @@
-"""Per-step harness overhead and episode throughput, on the embedded defaults.
+"""Per-step harness overhead, episode throughput and peak memory of the local executor.
 
-    python bench/bench_harness.py [--episodes 2000]
+    python bench/bench_harness.py [--episodes 5000] [--repeats 3] [--big 50000]
 
-Prints, for the retail scenario with the scripted agent: episodes/s and µs per step including
-grading and storage (SQLite); then, for a minimal world whose episodes are 10 to 1,000 steps
-long, µs per step at each length, to show the overhead stays flat as episodes grow.
-Figures are medians of repeated runs; the machine is shared, so compare ratios in one run.
+Prints, for the retail scenario with the scripted agent (full trajectories stored in SQLite):
+1. in this process (`workers=1`): episodes/s and µs per step, split into the world and agent's
+   own code (their tools, reset, judge and digest, the scripted agent) and the harness's
+   (loop, checkpoints, graders, records, storage);
+2. for a minimal world whose episodes are 10 to 1,000 steps long, µs per step at each
+   length, to show the overhead stays flat as episodes grow;
+3. end to end, each in a fresh process: episodes/s and peak memory (the parent, and the
+   largest worker) with 1 and 2 worker processes, for `--episodes` and `--big` planned
+   episodes: memory must not grow with the plan.
+Figures are medians of repeated runs. The machine is shared, so the in-process split is in CPU
+time (`time.process_time`: time spent waiting for a busy machine's other processes does not
+count), and the end-to-end table gives the CPU time per episode (all processes) next to the
+wall-clock rate; compare ratios within one run.
 """
 
 from __future__ import annotations
 
 import argparse
 import inspect
+import json
+import resource
 import statistics
+import subprocess
 import sys
 import tempfile
 import time
@@ -73,10 +85,12 @@ budgets: {{max_steps: {length}, max_wall_time: null}}
 
 class Stopwatch:
     """Time spent inside the world's simulation and the agent's own code, so the harness's
-    share (loop, checkpoints, judging and grading, records, storage) can be told apart."""
+    share (loop, checkpoints, judging and grading, records, storage) can be told apart.
+    Its own cost (two clock reads a call) is calibrated and not charged to the harness."""
 
     def __init__(self) -> None:
         self.seconds = 0.0
+        self.calls = {"sync": 0, "async": 0}
         self.patched: list[tuple[type, str, object]] = []
 
     def wrap(self, cls: type, names: tuple[str, ...]) -> None:
@@ -85,52 +99,120 @@ class Stopwatch:
             self.patched.append((cls, name, orig))
             if inspect.iscoroutinefunction(orig):
                 async def timed(*a, __orig=orig, **k):
-                    t = time.perf_counter()
+                    self.calls["async"] += 1
+                    t = time.process_time()
                     try:
                         return await __orig(*a, **k)
                     finally:
-                        self.seconds += time.perf_counter() - t
+                        self.seconds += time.process_time() - t
             else:
                 def timed(*a, __orig=orig, **k):
-                    t = time.perf_counter()
+                    self.calls["sync"] += 1
+                    t = time.process_time()
                     try:
                         return __orig(*a, **k)
                     finally:
-                        self.seconds += time.perf_counter() - t
+                        self.seconds += time.process_time() - t
             setattr(cls, name, timed)
 
     def restore(self) -> None:
         for cls, name, orig in reversed(self.patched):
             setattr(cls, name, orig)
 
+    def own_cost(self) -> float:
+        """Seconds the wrappers themselves added outside what they measured."""
+        per = _wrapper_cost()
+        return sum(per[kind] * n for kind, n in self.calls.items())
 
+
+def _wrapper_cost(n: int = 50_000) -> dict[str, float]:
+    """Per call: a wrapped trivial method's time, less what the wrapper measured, less the
+    bare call's time (the part a real run would charge to the harness)."""
+
+    class Dummy:
+        def f(self) -> None:
+            return None
+
+        async def g(self) -> None:
+            return None
+
+    async def loop_async(d: Dummy) -> None:
+        for _ in range(n):
+            await d.g()
+
+    def loop_sync(d: Dummy) -> None:
+        for _ in range(n):
+            d.f()
+
+    out = {}
+    for kind, name, loop in (("sync", "f", loop_sync), ("async", "g", loop_async)):
+        def timed(wrapped: bool, name=name, loop=loop) -> tuple[float, float]:
+            watch = Stopwatch()
+            if wrapped:
+                watch.wrap(Dummy, (name,))
+            try:
+                t = time.process_time()
+                out_ = loop(Dummy())
+                if inspect.iscoroutine(out_):
+                    anyio.run(lambda o=out_: o)
+                return time.process_time() - t, watch.seconds
+            finally:
+                watch.restore()
+        bare, _ = timed(False)
+        total, inside = timed(True)
+        out[kind] = max(0.0, (total - inside - bare) / n)
+    return out
+
+
+# The world's own ground truth (judge, digest, state) is the world's cost, not the harness's.
 WORLD_METHODS = ("__init__", "reset", "tools", "execute", "observe", "status", "outcome",
-                 "human_answer")
+                 "human_answer", "judge", "digest", "state", "reference_decision")
 AGENT_METHODS = ("__init__", "start", "decide", "feedback")
 
 
-def timed_run(loaded, db: str) -> tuple[float, int, int]:
+def timed_run(loaded, db: str, workers: int = 1, clock=time.process_time
+              ) -> tuple[float, int, int]:
     store = Store(db)
-    t = time.perf_counter()
-    summary = anyio.run(lambda: run_episodes(store, loaded, options=RunOptions(concurrency=8)))
-    wall = time.perf_counter() - t
-    steps = len(store.step_columns(summary.run_id, ["idx"])["idx"])
+    t = clock()
+    summary = anyio.run(lambda: run_episodes(store, loaded, options=RunOptions(
+        concurrency=8, workers=workers)))
+    wall = clock() - t
+    steps = sum(store.episode_columns(summary.run_id, ["n_steps"])["n_steps"])
     return wall, summary.ran, steps
 
 
-def main() -> None:
-    ap = argparse.ArgumentParser()
-    ap.add_argument("--episodes", type=int, default=2000)
-    ap.add_argument("--repeats", type=int, default=3)
-    args = ap.parse_args()
-    tmp = Path(tempfile.mkdtemp())
+def _cpu_s() -> tuple[float, float]:
+    """CPU seconds of this process, and of its (finished) worker processes."""
+    me, kids = (resource.getrusage(w) for w in (resource.RUSAGE_SELF, resource.RUSAGE_CHILDREN))
+    return me.ru_utime + me.ru_stime, kids.ru_utime + kids.ru_stime
+
+
+def retail_source(episodes: int) -> str:
     base = load_scenario(LIBRARY / "retail" / "known_error_rates.yaml")
-    text = base.source.replace("seeds: 20", f"seeds: {args.episodes}")
+    return base.source.replace("seeds: 20", f"seeds: {episodes}")
+
+
+def one(episodes: int, workers: int, tmp: Path) -> dict[str, float]:
+    """One end-to-end run in this (fresh) process: what `--one` prints as JSON."""
+    loaded = [load_scenario_source(retail_source(episodes), "retail.yaml")]
+    cpu = _cpu_s()
+    wall, eps, steps = timed_run(loaded, f"sqlite:///{tmp / f'e2e-{episodes}-{workers}.db'}",
+                                 workers, clock=time.perf_counter)
+    parent, kids = (b - a for a, b in zip(cpu, _cpu_s(), strict=True))
+    kib = 1024 if sys.platform != "darwin" else 1
+    return {"eps_per_s": eps / wall, "episodes": eps, "steps": steps,
+            "cpu_us_per_ep": 1e6 * (parent + kids) / eps,
+            "parent_cpu_us_per_ep": 1e6 * parent / eps,
+            "parent_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * kib / 2**20,
+            "worker_mib": resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss * kib / 2**20}
+
+
+def harness_split(episodes: int, repeats: int, tmp: Path) -> None:
     from trialrun.sandbox.worlds.retail import RetailWorld, ScriptedRetailAgent
 
     rows = []
-    for i in range(args.repeats):
-        loaded = [load_scenario_source(text, "retail.yaml")]
+    for i in range(repeats):
+        loaded = [load_scenario_source(retail_source(episodes), "retail.yaml")]
         watch = Stopwatch()
         watch.wrap(RetailWorld, WORLD_METHODS)
         watch.wrap(ScriptedRetailAgent, AGENT_METHODS)
@@ -138,29 +220,68 @@ def main() -> None:
             wall, eps, steps = timed_run(loaded, f"sqlite:///{tmp / f'retail{i}.db'}")
         finally:
             watch.restore()
-        rows.append((wall, eps, steps, watch.seconds))
+        rows.append((wall - watch.own_cost(), eps, steps, watch.seconds))
     wall = statistics.median(r[0] for r in rows)
     inside = statistics.median(r[3] for r in rows)
     eps, steps = rows[0][1], rows[0][2]
-    print(f"retail, scripted agent, {eps} episodes x {steps / eps:.1f} steps "
-          f"(median of {args.repeats})")
-    print(f"  episodes/s            {eps / wall:10.0f}")
+    print(f"retail, scripted agent, in this process: {eps} episodes x {steps / eps:.1f} steps "
+          f"(median of {repeats}; stopwatch on)")
+    print(f"  episodes/CPU-s        {eps / wall:10.0f}")
     print(f"  total µs per step     {1e6 * wall / steps:10.1f}   (everything)")
-    print(f"  world + agent         {1e6 * inside / steps:10.1f}   (seeding the store database, "
-          "tools, the scripted agent)")
+    print(f"  world + agent         {1e6 * inside / steps:10.1f}   (reset, tools, judge, "
+          "digest, outcome; the scripted agent)")
     print(f"  harness µs per step   {1e6 * (wall - inside) / steps:10.1f}   (loop, checkpoints, "
-          "judging + grading, records, SQLite)")
-    print("counter world: µs per step as episodes grow longer")
+          "graders, records, SQLite)")
+
+
+def flatness(repeats: int, tmp: Path) -> None:
+    print("counter world: µs per step as episodes grow longer (in this process)")
     for length in (10, 100, 1000):
         n_eps = max(5, 20_000 // length)
         walls = []
-        for i in range(args.repeats):
+        for i in range(repeats):
             loaded = [load_scenario_source(COUNTER.format(length=length, episodes=n_eps),
                                            f"counter{length}.yaml")]
             w, _, steps = timed_run(loaded, f"sqlite:///{tmp / f'c{length}-{i}.db'}")
             walls.append(w / steps)
         print(f"  {length:5d} steps/episode  {1e6 * statistics.median(walls):8.1f} µs/step "
               f"({n_eps} episodes)")
+
+
+def end_to_end(sizes: list[tuple[int, int]], tmp: Path) -> None:
+    print("end to end, a fresh process each (retail, -j 8 in all, full trajectories stored)")
+    print(f"  {'planned':>8} {'workers':>7} {'episodes/s':>11} {'CPU µs/ep':>10} "
+          f"{'parent CPU':>10} {'parent MiB':>11} {'worker MiB':>11}")
+    for episodes, repeats in sizes:
+        for workers in (1, 2):
+            runs = []
+            for _ in range(repeats):
+                out = subprocess.run([sys.executable, __file__, "--one", str(episodes),
+                                      str(workers), str(tmp)], capture_output=True, text=True)
+                if out.returncode:
+                    sys.exit(out.stderr)
+                runs.append(json.loads(out.stdout.strip().splitlines()[-1]))
+            med = {k: statistics.median(r[k] for r in runs) for k in runs[0]}
+            print(f"  {episodes:8d} {workers:7d} {med['eps_per_s']:11.0f} "
+                  f"{med['cpu_us_per_ep']:10.0f} {med['parent_cpu_us_per_ep']:10.0f} "
+                  f"{med['parent_mib']:11.0f} "
+                  f"{med['worker_mib'] if workers > 1 else float('nan'):11.0f}")
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--episodes", type=int, default=5000)
+    ap.add_argument("--repeats", type=int, default=3)
+    ap.add_argument("--big", type=int, default=50_000, help="the large plan (run once)")
+    ap.add_argument("--one", nargs=3, help=argparse.SUPPRESS)  # EPISODES WORKERS TMPDIR
+    args = ap.parse_args()
+    if args.one:
+        print(json.dumps(one(int(args.one[0]), int(args.one[1]), Path(args.one[2]))))
+        return
+    tmp = Path(tempfile.mkdtemp())
+    harness_split(args.episodes, args.repeats, tmp)
+    flatness(args.repeats, tmp)
+    end_to_end([(args.episodes, args.repeats), (args.big, 1)], tmp)
 
 
 if __name__ == "__main__":

@@ -3,7 +3,8 @@
     python bench/bench_web.py [--episodes 20000] [--repeats 20]
 
 Stores a run of --episodes episodes (rows inserted in one transaction, four steps for a few
-of them) and a queue of 200 review items, then requests each page through the ASGI app in
+of them) and a queue of 200 review items (half answered, a quarter of those with a second
+opinion), then requests each page through the ASGI app in
 process (Starlette's TestClient: no socket, so the figures are the app's own cost: queries,
 templates, middleware) and prints the median and the worst time per page.
 """
@@ -53,8 +54,13 @@ def main() -> None:
     store = Store(url)
     t0 = time.perf_counter()
     run_id, episode_id = build(store, args.episodes)
-    print(f"stored {args.episodes} episodes in {time.perf_counter() - t0:.1f} s")
-    item = store.reviews(run_id, "pending")[0].id
+    print(f"stored {args.episodes} episodes in {time.perf_counter() - t0:.1f} s", flush=True)
+    pending = store.reviews(run_id, "pending")
+    item = pending[0].id
+    for n, it in enumerate(pending[100:]):  # half the queue answered, some with a 2nd opinion
+        st.answer_item(store, it.id, n % 3 != 0, "ana")
+        if n % 4 == 0:
+            st.add_second_opinion(store, st.get_review(store, it.id), n % 5 != 0, "ben")
     pages = {
         "runs list": "/runs",
         "run page 1": f"/runs/{run_id}",
@@ -63,9 +69,14 @@ def main() -> None:
         "episode": f"/episodes/{episode_id}",
         "review queue": "/reviews",
         "review item": f"/reviews/{item}",
+        "progress json": f"/runs/{run_id}/progress",
+        "second queue": "/reviews?status=second",
+        "reviewers": "/reviewers",
+        "reviewers run": f"/reviewers?run={run_id}",
     }
     with TestClient(create_app(url)) as c:
         print(f"{'page':<14} {'median ms':>10} {'max ms':>8}")
+        c.cookies.set("trialrun_reviewer", "cy")
         for name, path in pages.items():
             assert c.get(path).status_code == 200, path  # warm: templates compiled
             times = []
@@ -74,6 +85,30 @@ def main() -> None:
                 c.get(path)
                 times.append(1000 * (time.perf_counter() - t))
             print(f"{name:<14} {statistics.median(times):>10.1f} {max(times):>8.1f}")
+        # A real episode's page with its states rebuilt by replay: the first view replays
+        # (the cache cleared each time), later views are cached.
+        real = real_episode(store)
+        for name, clear in (("episode+state", True), ("  (cached)", False)):
+            times = []
+            for _ in range(args.repeats):
+                if clear:
+                    c.app.state.states.states.clear()
+                t = time.perf_counter()
+                assert "state changes" in c.get(f"/episodes/{real}").text
+                times.append(1000 * (time.perf_counter() - t))
+            print(f"{name:<14} {statistics.median(times):>10.1f} {max(times):>8.1f}")
+
+
+def real_episode(store: Store) -> str:
+    """A retail episode run for real (its scenario stored with its run): the id of one."""
+    import yaml
+
+    from tests.helpers import RETAIL, run_source
+
+    doc = yaml.safe_load((RETAIL / "cancel_pending.yaml").read_text())
+    doc["seeds"], doc["trials"] = 1, 1
+    run = run_source(store, yaml.safe_dump(doc))
+    return store.episodes(run.run_id)[0].id
 
 
 if __name__ == "__main__":

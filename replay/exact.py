@@ -79,7 +79,9 @@ class ReplayReport(BaseModel):
 
 def recorded_answers(ep: EpisodeResult) -> list[HumanAnswer]:
     return [HumanAnswer(approved=bool(st.checkpoint.approved), seconds=st.checkpoint.seconds,
-                        cost=st.checkpoint.cost, reviewer=st.checkpoint.reviewer)
+                        cost=st.checkpoint.cost, reviewer=st.checkpoint.reviewer,
+                        action=None if st.checkpoint.action == "proceed"
+                        else st.checkpoint.action, takeover=st.checkpoint.takeover)
             for st in ep.steps if st.checkpoint and st.checkpoint.reviewed]
 
 

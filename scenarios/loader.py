@@ -130,6 +130,10 @@ def load_scenario_source(text: str, path: str | Path) -> LoadedScenario:
         ) from None
     out = Collector(file, smap, data)
     if not isinstance(data, dict):
+        if data is None and text.strip():  # only comments: no node to point at, so line 1
+            raise ScenarioError([Issue(file, 1, 1, "", "the file holds only comments: a "
+                                       "scenario is a mapping with keys name, world, tasks, "
+                                       "agent, ...")])
         out.add((), "a scenario must be a mapping with keys name, world, tasks, agent, ...")
         raise ScenarioError(out.issues)
     loaded = None
@@ -312,11 +316,16 @@ def _check_reachable(loaded: LoadedScenario, agent_nodes: frozenset[str] | None,
     """Warn about nodes no step can reach: the agent's nodes, the nodes `node_map` names, and
     the tools called without a mapping (their node is the tool's name). Unknown agent nodes
     or tool names: no warning."""
-    if agent_nodes is None or tool_names is None:
+    if tool_names is None:
         return
     sc = loaded.scenario
-    reachable = set(agent_nodes) | set(sc.node_map.values()) | \
-        {t for t in tool_names if t not in sc.node_map}
+    if agent_nodes is not None:
+        reachable = set(agent_nodes) | set(sc.node_map.values()) | \
+            {t for t in tool_names if t not in sc.node_map}
+    else:
+        reachable = _node_map_agent_nodes(loaded.agent_options, sc.node_map, tool_names)
+        if reachable is None:
+            return
     listed = ", ".join(sorted(reachable))
     for node in sc.nodes:
         if node not in reachable:
@@ -329,6 +338,21 @@ def _check_reachable(loaded: LoadedScenario, agent_nodes: frozenset[str] | None,
                 out.warn(("checkpoints", "nodes", i), f"no step reaches node {node!r}, so "
                          f"it is never reviewed{did_you_mean(node, reachable)} (steps reach: "
                          f"{listed})")
+
+
+def _node_map_agent_nodes(options: Any, node_map: dict[str, str], tool_names: set[str]
+                          ) -> set[str] | None:
+    """Every node the LLM agent (`openai`, which never names its nodes) can reach, by the
+    one rule that names them (NodeMapOptions.node_of): its own node_map, else the scenario's,
+    else the tool's name; its reply node; ask_human and finish. None for other agents: a
+    process, a graph or a program may name nodes of its own, unknown here."""
+    import sys
+
+    llm = sys.modules.get("trialrun.agents.openai_agent")  # loaded if the scenario uses it
+    if llm is None or not isinstance(options, llm.OpenAIOptions):
+        return None
+    return ({options.node_of("tool_call", t) or node_map.get(t, t) for t in tool_names}
+            | {options.node_of(kind) for kind in ("message", "ask_human", "finish")})
 
 
 def _check_checkpoints(loaded: LoadedScenario, out: Collector) -> None:

@@ -110,3 +110,51 @@ def test_an_older_store_gains_new_columns(pg):
     store = Store(pg)
     assert store.get_run("old").status == "complete"
     run_source(store, (RETAIL / "refund_in_window.yaml").read_text(), seeds=2)
+
+
+def test_a_0_1_store_with_32_bit_seeds_is_upgraded_and_reports_the_same(pg, tmp_path):
+    """Migration, not only new columns: the seed column's type changes in place."""
+    from sqlalchemy import Integer
+
+    from tests.test_migrations import upgraded_run_reports_the_same
+
+    store = upgraded_run_reports_the_same(f"sqlite:///{tmp_path / 'new.db'}", pg, tmp_path,
+                                          seed_type=Integer)
+    with store.engine.connect() as c:
+        assert c.execute(text("SELECT data_type FROM information_schema.columns WHERE "
+                              "table_name = 'episode' AND column_name = 'seed'")
+                         ).scalar() == "bigint"
+    doc = yaml.safe_load((RETAIL / "refund_in_window.yaml").read_text())
+    doc["seeds"], doc["trials"] = [2**40 + 3], 1
+    big = run_source(store, yaml.safe_dump(doc))
+    assert [e.seed for e in store.episodes(big.run_id)] == [2**40 + 3]
+
+
+def test_processes_opening_one_new_database_at_once_make_it_once(pg):
+    """The schema is made and versioned under an advisory lock: no duplicate-type race."""
+    import subprocess
+    import sys
+
+    code = "import sys; from trialrun.store import Store; Store(sys.argv[1])"
+    procs = [subprocess.Popen([sys.executable, "-c", code, pg], stderr=subprocess.PIPE,
+                              text=True) for _ in range(4)]
+    errors = [p.communicate(timeout=120)[1] for p in procs]
+    assert all(p.returncode == 0 for p in procs), errors
+    from trialrun.migrations import SCHEMA_VERSION
+
+    with create_engine(pg).connect() as c:
+        assert c.execute(text("SELECT version FROM trialrun_schema")).scalars().all() == [
+            SCHEMA_VERSION]
+
+
+def test_the_run_lock_on_postgres(pg):
+    from trialrun.errors import RunBusy
+
+    store = Store(pg)
+    run = run_source(store, (RETAIL / "refund_in_window.yaml").read_text(), seeds=1)
+    other = Store(pg)
+    with store.lock_run(run.run_id):
+        with pytest.raises(RunBusy, match=f"run {run.run_id} is busy: process {os.getpid()}"):
+            other.lock_run(run.run_id).acquire()
+    with other.lock_run(run.run_id):
+        pass

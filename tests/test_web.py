@@ -63,10 +63,11 @@ def free_port() -> int:
 class Server:
     """uvicorn in a daemon thread on 127.0.0.1 and a free port; stopped cleanly."""
 
-    def __init__(self, url: str, token: str | None = None) -> None:
+    def __init__(self, url: str, token: str | None = None, **options: object) -> None:
         self.port = free_port()
         self.base = f"http://127.0.0.1:{self.port}"
-        self.server = uvicorn.Server(uvicorn.Config(create_app(url, token), host="127.0.0.1",
+        self.app = create_app(url, token, **options)  # type: ignore[arg-type]
+        self.server = uvicorn.Server(uvicorn.Config(self.app, host="127.0.0.1",
                                                     port=self.port, log_level="warning"))
         self.thread = threading.Thread(target=self.server.run, daemon=True)
 
@@ -93,6 +94,11 @@ def resume(url: str, run_id: str) -> None:
 # --- the browser ------------------------------------------------------------------------
 @pytest.fixture(scope="module")
 def browser():
+    yield from launch_browser()
+
+
+def launch_browser():
+    """Debian's Chromium through Playwright (skipped off CI when either is missing)."""
     try:
         from playwright.sync_api import sync_playwright
     except ImportError:

@@ -406,8 +406,8 @@ def _run_judges(store: Any, run_id: str) -> tuple[dict[str, _Judge], int]:
                 if isinstance(g, dict) and g.get("type") in _judge_types():
                     raw = {k: v for k, v in g.items() if k not in ("type", "name")}
                     _declare(judges, g.get("name") or g["type"], "node", "run", raw, [node])
-    eps = store.episode_columns(run_id, ["id", "end_reason", "outcome_grades"])
-    scored = {e for e, r in zip(eps["id"], eps["end_reason"], strict=True) if r != "error"}
+    # Only the rows that hold a judge's grade, filtered in SQL: most rows never load.
+    eps, steps = store.noisy_grade_columns(run_id)
     judged_success = 0
 
     def add(label: str, item: str, g: dict[str, Any], scope: str, node: str | None) -> None:
@@ -426,19 +426,14 @@ def _run_judges(store: Any, run_id: str) -> tuple[dict[str, _Judge], int]:
                               votes, k if votes is not None else None)
 
     for eid, outcome in zip(eps["id"], eps["outcome_grades"], strict=True):
-        if eid not in scored:
-            continue
         grades = json.loads(outcome or "[]")
         noisy = [g for g in grades if g.get("trust") == "noisy"]
         if noisy and len(noisy) == len(grades):
             judged_success += 1
         for g in noisy:
             add(g["grader"], item_id(eid, None), g, "outcome", None)
-    steps = store.step_columns(run_id, ["episode_id", "idx", "node", "grades"])
     for eid, idx, node, grades in zip(steps["episode_id"], steps["idx"], steps["node"],
                                       steps["grades"], strict=True):
-        if eid not in scored or '"noisy"' not in (grades or ""):  # most steps: no JSON parse
-            continue
         for g in json.loads(grades):
             if g.get("trust") == "noisy":
                 add(g["grader"], item_id(eid, idx), g, "node", node)
@@ -450,7 +445,11 @@ def _run_judges(store: Any, run_id: str) -> tuple[dict[str, _Judge], int]:
         judges.pop(row.grader, None)
         _declare(judges, row.grader, "node" if nodes else "outcome", "regrade", raw,
                  list(nodes), row.fingerprint)
-    for g in store.judge_grades(run_id):
+    regrades = store.judge_grades(run_id)
+    if regrades:  # which re-graded episodes count (not infrastructure errors)
+        e = store.episode_columns(run_id, ["id", "end_reason"])
+        scored = {i for i, r in zip(e["id"], e["end_reason"], strict=True) if r != "error"}
+    for g in regrades:
         j = judges.get(g.grader)
         if j is None or j.source != "regrade" or g.episode_id not in scored:
             continue

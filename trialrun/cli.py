@@ -36,8 +36,10 @@ def _err(msg: str) -> None:
     from rich.console import Console
     from rich.text import Text
 
+    from trialrun.secrets import mask
+
     Console(stderr=True, soft_wrap=True, emoji=False, highlight=False).print(
-        Text.assemble(("error: ", "red"), msg))
+        Text.assemble(("error: ", "red"), mask(msg)))  # no password or key, whatever the text
 
 
 def _resolve_run(store, run_id: str) -> str:
@@ -132,6 +134,16 @@ def run(
     ] = None,
     live_on_miss: Annotated[bool, typer.Option(
         help="with --replay-from: send calls the recording lacks to the endpoint")] = False,
+    workers: Annotated[int | None, typer.Option(
+        "--workers", min=1, help="worker processes running episodes (this process alone "
+        "writes the store); default: one per core for runs of 2,000+ episodes of in-process "
+        "worlds, else 1. -j stays the total in flight")] = None,
+    executor: Annotated[str, typer.Option(
+        help="where episodes run: local (this machine) or ray (a Ray cluster; "
+             "pip install 'trialrun[ray]')")] = "local",
+    address: Annotated[str | None, typer.Option(
+        help="with --executor ray: the cluster to join (HOST:PORT, or ray://HOST:10001); "
+             "default RAY_ADDRESS, else a Ray started on this machine for the run")] = None,
 ) -> None:
     """Run scenarios and print the report."""
     if not targets and not resume:
@@ -146,6 +158,9 @@ def run(
     if sandbox not in (None, "docker", "local"):
         _err(f"--sandbox {sandbox!r}: expected docker or local")
         raise typer.Exit(2)
+    if address and executor != "ray":
+        _err("--address names a Ray cluster: use it with --executor ray")
+        raise typer.Exit(2)
     loaded = [] if resume else _load(targets)
     if agent and not resume:
         from trialrun.variants import agent_variants, parse_agent
@@ -157,7 +172,8 @@ def run(
             raise typer.Exit(2) from None
     store = Store(db)
     opts = RunOptions(concurrency=concurrency, limit=limit, trials=trials, seeds=seeds,
-                      sandbox=sandbox)
+                      sandbox=sandbox, executor=executor, address=address,
+                      workers=workers)
     console = _console()
     if replay_from:
         from trialrun.agents.tape import Tape, use_tape
@@ -215,6 +231,18 @@ def _execute(store, loaded, targets: list[str], resume: str | None, opts, progre
     try:
         with bar:
             summary = anyio.run(go)
+    except Exception as e:
+        from trialrun.store_errors import fault_of_process
+
+        fault = fault_of_process(e)
+        if fault is None or "run" not in started:
+            raise
+        from trialrun.errors import RunBusy, StoreError
+
+        if isinstance(fault, RunBusy):
+            raise fault from None
+        raise StoreError(f"{fault}. Finished episodes are stored: once this is fixed, go on "
+                         f"with `trialrun run --resume {started['run']}`") from None
     except KeyboardInterrupt:
         if "run" in started:
             _err("interrupted; finished episodes are stored. Resume with "
@@ -672,6 +700,7 @@ def review_stats(
     from rich.text import Text
 
     from trialrun.analysis.reviewers import MEANINGS, reviewer_stats
+    from trialrun.review_agreement import agreement_text
     from trialrun.store import Store
 
     store = Store(db)
@@ -692,16 +721,26 @@ def review_stats(
     console = _console()
     console.print(t)
     console.print(f"agreement: {MEANINGS['agreement']}", markup=False)
+    console.print(agreement_text(store, store.get_run(run_id).id if run_id else None),
+                  markup=False)
 
 
-def _answer(item: str, approved: bool, comment: str, by: str, db: str) -> None:
-    from trialrun.store import Store
+def _answer(item: str, approved: bool, comment: str, by: str, db: str,
+            action: str | None = None, tool: str | None = None, args: str | None = None) -> None:
+    from trialrun.errors import NotFound
+    from trialrun.store import Store, answer_item, get_review
+    from trialrun.web.takeover import deny_choice_for
 
     store = Store(db)
-    it = store.answer_review(item, approved, by, comment)
+    found = get_review(store, item)
+    if found is None:
+        raise NotFound(f"no review item {item!r} in {store.safe_url}")
+    chosen, takeover = ("", None) if approved else deny_choice_for(store, found, action, tool,
+                                                                   args)
+    it = answer_item(store, item, approved, by, comment, chosen, takeover)
     run = store.get_run(it.run_id)
     typer.echo(f"{'approved' if approved else 'denied'} {it.id}; go on with: trialrun run "
-               f"--resume {run.id}" + ("" if db == DEFAULT_DB else f" --db {db}"))
+               f"--resume {run.id}" + ("" if db == DEFAULT_DB else f" --db {store.safe_url}"))
 
 
 @review_app.command("approve")
@@ -720,10 +759,18 @@ def review_deny(
     item: Annotated[str, typer.Argument(help="a review item id (trialrun review list)")],
     comment: Annotated[str, typer.Option(help="why, for the record")] = "",
     by: Annotated[str, typer.Option(help="who answers", envvar="USER")] = "reviewer",
+    action: Annotated[str | None, typer.Option(
+        help="what happens instead, as the scenario's on_deny allows: retry, takeover or "
+             "abort (default: its on_deny)")] = None,
+    tool: Annotated[str | None, typer.Option(
+        help="take over with this tool instead (checked against its schema)")] = None,
+    args: Annotated[str | None, typer.Option(
+        help="take over: the tool's arguments, a JSON object")] = None,
     db: DbOption = DEFAULT_DB,
 ) -> None:
-    """Deny a waiting decision: the scenario's on_deny says what happens instead."""
-    _answer(item, False, comment, by, db)
+    """Deny a waiting decision: the scenario's on_deny says what happens instead, or
+    --action; --tool and --args take over with a corrected action."""
+    _answer(item, False, comment, by, db, action, tool, args)
 
 
 @app.command("check-world")
@@ -790,6 +837,19 @@ def _mount_optional() -> None:
             pass
 
 
+def _own_error_in(e: BaseException) -> Exception | None:
+    """The first error trialrun raised on purpose inside an exception group, if any."""
+    from trialrun.errors import TrialrunError
+
+    if isinstance(e, TrialrunError):
+        return e
+    for sub in getattr(e, "exceptions", ()) if isinstance(e, BaseExceptionGroup) else ():
+        found = _own_error_in(sub)
+        if found is not None:
+            return found
+    return None
+
+
 def main() -> None:
     """The entry point: every error trialrun raises on purpose becomes one line and exit 2,
     in this one place."""
@@ -803,6 +863,25 @@ def main() -> None:
         sys.exit(3)
     except TrialrunError as e:
         _err(str(e))
+        sys.exit(2)
+    except Exception as e:
+        own = _own_error_in(e)  # raised inside a task group: its own line, unwrapped
+        if own is not None:
+            _err(str(own))
+            sys.exit(3 if isinstance(own, InfraError) else 2)
+        # A store fault from deep in a command (an episode's commit, a task group's member):
+        # one line saying what is wrong with the store, never a driver's traceback.
+        from trialrun.store_errors import fault_of_process
+
+        fault = fault_of_process(e)
+        if fault is None:  # a bug: its traceback, with any password or key masked
+            import traceback
+
+            from trialrun.secrets import mask
+
+            sys.stderr.write(mask("".join(traceback.format_exception(e))))
+            sys.exit(1)
+        _err(str(fault))
         sys.exit(2)
 
 

@@ -25,7 +25,7 @@ from trialrun.agents.base import Agent, AgentContext, AgentError, Feedback
 from trialrun.checkpoints import CheckpointPolicy, ReviewRequest
 from trialrun.errors import InfraError
 from trialrun.graders.base import OutcomeContext, StepContext
-from trialrun.humans import AwaitingReview, Human
+from trialrun.humans import AwaitingReview, Human, deny_choices
 from trialrun.plan import ScenarioPlan, stable_rng
 from trialrun.sandbox.world import ToolError, Verdict, World, WorldStatus
 from trialrun.scope import episode_scope
@@ -333,12 +333,15 @@ class Episode:
         self.denials_in_row += 1
         cp = self.sc.checkpoints
         action: DenyAction = cp.on_deny
+        if ans.action is not None and ans.action in deny_choices(cp.on_deny):
+            action = ans.action  # a real reviewer chose, within what the scenario allows
         if action == "retry" and self.denials_in_row > cp.max_retries:
             action = "abort"
         if action == "takeover":
-            ref = await self.reference(decision)
+            ref = ans.takeover or await self.reference(decision)
             if ref is not None:
                 event.action = "takeover"
+                event.takeover = ans.takeover  # a person's own action (None: the world's)
                 return Review(event, "takeover", ref)  # the human does this step right
             action = "retry"
         event.action = action

@@ -5,6 +5,8 @@
     ├── InvalidScenario     a scenario file with problems (see scenarios.loader.ScenarioError)
     ├── NotFound            a run or episode id that is not in the store
     ├── BadInput            a command-line value that cannot be used (says what was expected)
+    ├── StoreError          a store that cannot be opened, read or written (says what to do)
+    │   └── RunBusy         a run another process is running (says which, where)
     └── InfraError          a fault of the harness, a model or a container: retried, never scored
 """
 
@@ -32,6 +34,16 @@ class NotFound(TrialrunError, KeyError):
 
 class BadInput(TrialrunError):
     """A command-line value that cannot be used; the message says what was expected."""
+
+
+class StoreError(TrialrunError):
+    """A store that cannot be opened, read or written: a missing folder, a read-only,
+    corrupted or full disk, a newer schema. The message says what is wrong and what to do;
+    finished episodes stay stored."""
+
+
+class RunBusy(StoreError):
+    """A run that another process holds (two `--resume` of one run at once)."""
 
 
 class InfraError(TrialrunError):

@@ -13,19 +13,25 @@ bug) are retried with exponential backoff; if they persist the episode comes bac
 
 from __future__ import annotations
 
+import logging
+import os
 import traceback
 from collections.abc import Awaitable, Callable, Iterable
 from typing import Any, ClassVar
 
 import anyio
+import anyio.lowlevel
 from pydantic import BaseModel, ConfigDict, Field
 
 from trialrun.episode import run_episode
-from trialrun.errors import InfraError
+from trialrun.errors import BadInput, InfraError
 from trialrun.plan import RunPlan, ScenarioPlan
 from trialrun.registry import register
 from trialrun.sandbox.backend import SandboxFault, SandboxUnavailable, sandbox_labels
+from trialrun.scope import episode_scope
 from trialrun.trajectory import EndReason, EpisodeKey, EpisodeResult
+
+log = logging.getLogger("trialrun")
 
 OnResult = Callable[[EpisodeResult], Awaitable[None] | None]
 
@@ -33,9 +39,13 @@ OnResult = Callable[[EpisodeResult], Awaitable[None] | None]
 class ExecutorOptions(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    concurrency: int = Field(8, ge=1, description="episodes in flight at once")
+    concurrency: int = Field(8, ge=1, description="episodes in flight at once, in all")
     max_attempts: int = Field(3, ge=1, description="tries per episode on infrastructure faults")
     retry_backoff_s: float = Field(0.5, ge=0, description="first retry delay; doubles")
+    workers: int | None = Field(None, ge=1, description="worker processes (local executor); "
+                                "None: picked from the plan and the machine")
+    full_results: bool = Field(True, description="hand `on_result` whole episodes; False: "
+                               "their summary (no steps) and the store rows built where they ran")
 
 
 class Executor:
@@ -50,6 +60,9 @@ class Executor:
             options = self.Options.model_validate(options or {})
         self.options: Any = options
 
+    def check(self, plan: RunPlan, store: Any) -> None:
+        """Refuse, with a `BadInput`, what this executor cannot run, before the run starts."""
+
     async def run(self, plan: RunPlan, todo: Iterable[EpisodeKey], run_id: str,
                   on_result: OnResult) -> None:
         raise NotImplementedError
@@ -57,15 +70,68 @@ class Executor:
 
 @register("executor", "local")
 class LocalExecutor(Executor):
-    """Episodes on this process's event loop. A fixed pool of `concurrency` workers pulls
-    keys from the plan's iterator, so memory grows with the concurrency, not the plan."""
+    """Episodes on this machine. In this process's event loop, a fixed pool of `concurrency`
+    workers pulls keys from the plan's iterator, so memory grows with the concurrency, not
+    the plan. With `workers` > 1, worker processes run them (`trialrun.worker_pool`) so
+    CPU-bound worlds use every core; this process alone writes the store."""
+
+    def check(self, plan: RunPlan, store: Any) -> None:
+        _, why = self.processes_for(plan, store)
+        if why and self.options.workers is not None and self.options.workers > 1:
+            raise BadInput(f"--workers {self.options.workers}: {why}; drop --workers")
 
     async def run(self, plan: RunPlan, todo: Iterable[EpisodeKey], run_id: str,
                   on_result: OnResult) -> None:
+        store = episode_scope.get().store
+        self.check(plan, store)
+        workers, _ = self.processes_for(plan, store)
+        if workers > 1:
+            from trialrun.worker_pool import WorkerPool
+
+            pool = WorkerPool(plan, run_id, self.options, workers, getattr(store, "url", None))
+            todo = iter(todo)
+            if await pool.start():
+                await pool.run(todo, on_result)
+                return
+            log.warning("worker processes could not start (%s): running in this process",
+                        pool.failure)
+        await self.run_here(plan, todo, run_id, on_result)
+
+    def processes_for(self, plan: RunPlan, store: Any) -> tuple[int, str]:
+        """How many worker processes to use, and why not several when it is one. Asked for
+        (`workers`), that many; else the machine's cores for a plan big enough to pay for
+        their start (~0.3 s each) whose worlds compute in-process (containers and model APIs
+        wait on I/O, which one event loop already overlaps)."""
+        from trialrun.agents.tape import current_tape
+
+        url = getattr(store, "url", None)
+        if current_tape.get() is not None:
+            return 1, "a replayed recording is served from this process"
+        if store is not None and (url is None or _in_memory(url)):
+            return 1, "an in-memory store cannot be shared with worker processes"
+        # `concurrency` is the total in flight: never more workers than episodes at once.
+        if self.options.workers is not None:
+            return min(self.options.workers, self.options.concurrency), ""
+        cores = os.cpu_count() or 1
+        if cores < 2 or plan.planned < AUTO_PROCESSES_FROM:
+            return 1, ""
+        if any(p.world_cls.uses_sandbox or p.world_cls.blocking
+               for p in plan.scenarios.values()):
+            return 1, ""
+        return min(cores, MAX_AUTO_WORKERS, self.options.concurrency), ""
+
+    async def run_here(self, plan: RunPlan, todo: Iterable[EpisodeKey], run_id: str,
+                       on_result: OnResult) -> None:
         keys = iter(todo)
 
         async def worker() -> None:
-            for key in keys:  # one shared iterator: each key goes to exactly one worker
+            for n, key in enumerate(keys):  # one shared iterator: each key to one worker
+                if n % 8 == 7:
+                    # Episodes of an in-process world may never wait on anything: without a
+                    # turn of the event loop now and then, the loop never drops the cancelled
+                    # wall-time timers of finished episodes (memory would grow with the plan)
+                    # and Ctrl-C, the progress bar and other tasks would wait for the run.
+                    await anyio.lowlevel.checkpoint()
                 # Containers are labelled with the run and episode (prune and ls read the
                 # labels); the context variable reaches worker threads that start them.
                 sandbox_labels.set({"run": run_id, "episode": str(key)})
@@ -78,6 +144,17 @@ class LocalExecutor(Executor):
         async with anyio.create_task_group() as tg:
             for _ in range(self.options.concurrency):
                 tg.start_soon(worker)
+
+
+# A plan this big runs in worker processes by default (smaller ones finish before the
+# processes would have started); at most this many of them unless asked.
+AUTO_PROCESSES_FROM = 2000
+MAX_AUTO_WORKERS = 8
+
+
+def _in_memory(url: str) -> bool:
+    return url.startswith("sqlite") and url.split("///", 1)[-1] in ("", ":memory:") \
+        or url in ("sqlite://", "sqlite:///:memory:")
 
 
 async def run_with_retries(plan: ScenarioPlan, key: EpisodeKey, opts: ExecutorOptions,

@@ -61,4 +61,6 @@ def _queue_item(store: Store, run_id: str, key: str, step: int) -> dict[str, Any
     if item is None or item.status == "pending":
         return {}
     return {"comment": item.comment, "answered_at": item.answered_at,
-            "asked_at": item.created_at, "expired": item.status == "expired"}
+            "asked_at": item.created_at, "expired": item.status == "expired",
+            "deny_action": item.action or None,
+            "takeover": json.loads(item.takeover) if item.takeover else None}

@@ -19,12 +19,29 @@ from trialrun.registry import register
 from trialrun.scope import episode_scope
 from trialrun.trajectory import Decision
 
+DenyChoice = Literal["retry", "takeover", "abort"]
+
 
 class HumanAnswer(BaseModel):
     approved: bool
     seconds: float
     cost: float
     reviewer: str
+    # A real reviewer's deny may choose what happens instead (within `deny_choices`) and, for
+    # a takeover, give the corrected action. Left out of dumps: recorded answers
+    # (`start_from`, replays) carry the four fields above.
+    action: DenyChoice | None = Field(None, exclude=True)
+    takeover: Decision | None = Field(None, exclude=True)
+
+
+def deny_choices(on_deny: DenyChoice) -> list[DenyChoice]:
+    """What a reviewer may choose on a deny, given the scenario's `on_deny`: stopping the
+    episode is always allowed; a retry where the scenario lets the agent retry or lets a
+    person take over; taking over only where the scenario says `takeover`. The scenario's own
+    choice comes first (the default)."""
+    allowed: list[DenyChoice] = {"abort": ["abort"], "retry": ["retry", "abort"],
+                                 "takeover": ["takeover", "retry", "abort"]}[on_deny]
+    return allowed
 
 
 class HumanOptions(BaseModel):
@@ -135,7 +152,18 @@ class ReviewerHuman(Human):
         if item.status == "pending":
             raise AwaitingReview(item.id)
         return HumanAnswer(approved=bool(item.approved), seconds=self.options.seconds_per_review,
-                           cost=self.options.cost_per_review, reviewer=item.reviewer or "reviewer")
+                           cost=self.options.cost_per_review, reviewer=item.reviewer or "reviewer",
+                           **_deny_choice(item))
+
+
+def _deny_choice(item: Any) -> dict[str, Any]:
+    """A denied item's chosen action and corrected decision, for the episode loop (which
+    checks the action against the scenario's `on_deny`)."""
+    if item.approved or not getattr(item, "action", ""):
+        return {}
+    takeover = Decision.model_validate_json(item.takeover) \
+        if item.action == "takeover" and item.takeover else None
+    return {"action": item.action, "takeover": takeover}
 
 
 class ScriptedOptions(HumanOptions):

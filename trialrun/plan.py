@@ -89,16 +89,20 @@ class ScenarioPlan:
         return self.loaded.policy_cls(self.loaded.policy_options)
 
     def keys(self) -> Iterator[EpisodeKey]:
+        """Every episode, one at a time: nothing here holds the whole plan."""
         sc = self.scenario
+        seeds = range(sc.seeds) if isinstance(sc.seeds, int) else sc.seeds
         for task in self.loaded.tasks:
-            for seed in sc.seed_list:
+            for seed in seeds:
                 for trial in range(sc.trials):
                     yield EpisodeKey(scenario=sc.name, task=task["id"], seed=seed, trial=trial)
 
     @property
     def planned(self) -> int:
+        """Arithmetic: a plan of a billion episodes costs nothing to count."""
         sc = self.scenario
-        return len(self.loaded.tasks) * len(sc.seed_list) * sc.trials
+        seeds = sc.seeds if isinstance(sc.seeds, int) else len(sc.seeds)
+        return len(self.loaded.tasks) * seeds * sc.trials
 
 
 def grader_of(name: str, options: dict[str, Any] | None = None,

@@ -50,7 +50,7 @@ _BUILTIN: dict[str, dict[str, str]] = {
         "never", "always", "every_n", "before_irreversible", "below_confidence", "budget",
         "nodes")},
     "sandbox": {"local": "trialrun.sandbox.local", "docker": "trialrun.sandbox.docker_backend"},
-    "executor": {"local": "trialrun.executors"},
+    "executor": {"local": "trialrun.executors", "ray": "trialrun.ray_executor"},
     "importer": {"tau-bench": "trialrun.importers.tau_bench",
                  "inspect": "trialrun.importers.inspect_log", "otel": "trialrun.importers.otel"},
 }

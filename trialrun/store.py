@@ -8,11 +8,14 @@ unique (run, key) constraint guarantees no planned episode is stored twice.
 from __future__ import annotations
 
 import json
+import time
 import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import BigInteger, Index, UniqueConstraint, event, insert, inspect, text
+from sqlalchemy import BigInteger, Index, UniqueConstraint, event, insert, text
 from sqlmodel import Field, Session, SQLModel, create_engine, delete, select, update
 
 from trialrun.defaults import DEFAULT_DB
@@ -30,6 +33,10 @@ class RunRow(SQLModel, table=True):
     scenarios: str = "{}"  # JSON {name: YAML source as loaded}, for resume and exact replay
     planned: int = 0
     options: str = "{}"  # JSON: concurrency, retries...
+    # The run lock (Store.lock_run): who runs it now ("pid@host/nonce") and when it last said
+    # so (epoch seconds); a lease that lapses frees the run.
+    owner: str | None = None
+    heartbeat: float | None = None
 
 
 class EpisodeRow(SQLModel, table=True):
@@ -200,6 +207,10 @@ class ReviewRow(SQLModel, table=True):
     reviewer: str = ""  # who answered
     answered_at: str | None = None
     deadline_s: float | None = None  # wall seconds from created_at; then the fallback answers
+    # A deny's choice among what the scenario's on_deny allows ("": the scenario's on_deny),
+    # and for "takeover" the person's corrected action (a Decision, JSON).
+    action: str = ""
+    takeover: str | None = None
 
     @property
     def overdue(self) -> bool:
@@ -220,19 +231,44 @@ def _dump(model: Any) -> str:
 
 class Store:
     def __init__(self, url: str = DEFAULT_DB) -> None:
+        """Open (or make) the store and upgrade its schema. Every fault is one StoreError
+        line: a missing folder, random bytes, a corrupted or newer store. A store in a
+        read-only place (or an immutable file) opens read-only: runs, show and report work,
+        and a write says the store is read-only."""
+        from trialrun.errors import StoreError
+        from trialrun.migrations import upgrade
+        from trialrun.secrets import mask_url
+        from trialrun.store_errors import bad_url as _bad_url
+        from trialrun.store_errors import fault_code, remember, sqlite_file, store_fault
+
         self.url = url
-        self.engine = create_engine(url)
         # The URL as it may be printed: a database password never reaches a terminal or log.
-        self.safe_url = self.engine.url.render_as_string(hide_password=True)
-        if url.startswith("sqlite"):
-            event.listen(self.engine, "connect", _sqlite_pragmas)
-        SQLModel.metadata.create_all(self.engine)
-        _add_missing_columns(self.engine)
+        self.safe_url = mask_url(url)
+        remember(url, self.safe_url)
+        self.read_only = False
+        self._sqlite: _SqliteWriter | None = None
         self._insert_episode = insert(EpisodeRow.__table__)
         self._insert_step = insert(StepRow.__table__)
-        db = self.engine.url.database
-        self._sqlite = _SqliteWriter(db) if self.engine.url.get_backend_name() == "sqlite" \
-            and db not in (None, "", ":memory:") else None
+        try:
+            self.engine = create_engine(url)
+        except Exception as e:  # noqa: BLE001 - a malformed URL or a driver not installed
+            raise StoreError(_bad_url(url, e)) from None
+        path = sqlite_file(url)  # None: not a file (PostgreSQL, :memory:)
+        if url.startswith("sqlite"):
+            event.listen(self.engine, "connect", _sqlite_pragmas)
+        try:
+            upgrade(self.engine, SQLModel.metadata, self.safe_url)
+            if path is not None:
+                self._sqlite = _SqliteWriter(self.engine.url.database)
+        except StoreError:
+            self.engine.dispose()
+            raise
+        except Exception as e:  # noqa: BLE001 - every database fault is one line
+            self.engine.dispose()
+            if path is None or not path.is_file() or fault_code(e) not in (
+                    "SQLITE_READONLY", "SQLITE_CANTOPEN", "SQLITE_PERM"):
+                raise (store_fault(e, url, self.safe_url) or e) from None
+            self._open_read_only(path, e)
 
     # --- runs ------------------------------------------------------------------------
     def create_run(self, targets: list[str], scenarios: dict[str, str], planned: int,
@@ -268,6 +304,52 @@ class Store:
             run.status = status
             s.add(run)
             s.commit()
+
+    # --- opening read-only, and the run lock (issue 14) ---------------------------------
+    def _open_read_only(self, path: Any, why: BaseException) -> None:
+        """Open an SQLite store that cannot be written here (a read-only folder or disk, an
+        immutable file): `mode=ro`, or `immutable=1` when no write-ahead log holds data (a
+        read-only folder cannot hold the WAL's shared-memory file)."""
+        import sqlite3
+        from urllib.parse import quote
+
+        from sqlalchemy.pool import QueuePool
+
+        from trialrun.errors import StoreError
+        from trialrun.migrations import check_readable
+        from trialrun.store_errors import sqlite_wal_exists, store_fault
+
+        last: BaseException = why
+        modes = ["mode=ro"] + ([] if sqlite_wal_exists(path) else ["immutable=1"])
+        for mode in modes:
+            uri = f"file:{quote(str(path.resolve()))}?{mode}"
+            engine = create_engine("sqlite://", poolclass=QueuePool, creator=lambda u=uri:
+                                   sqlite3.connect(u, uri=True, check_same_thread=False))
+            try:
+                with engine.connect() as c:
+                    check_readable(c, self.safe_url)
+            except StoreError:
+                engine.dispose()
+                raise
+            except Exception as e:  # noqa: BLE001 - try the next mode, then say why
+                engine.dispose()
+                last = e
+                continue
+            self.engine, self.read_only = engine, True
+            return
+        raise (store_fault(last, self.url, self.safe_url) or last) from None
+
+    lease_s: float = 60.0  # a lock not renewed for this long is free (its process is gone)
+
+    def lock_run(self, run_id: str) -> Any:
+        """Hold the run while this process runs it: a context manager. A second process (or
+        a second `--resume` here) gets RunBusy naming who holds it. The lock is a lease in
+        the run's row (one conditional UPDATE, portable to PostgreSQL), renewed every
+        `lease_s / 4` s; a holder that died frees it at once on the same host (its pid is
+        gone), or when the lease lapses elsewhere."""
+        from trialrun.run_lock import RunLock
+
+        return RunLock(self, run_id)
 
     def runs(self, limit: int = 50) -> list[tuple[RunRow, dict[str, Any]]]:
         with Session(self.engine) as s:
@@ -383,34 +465,44 @@ class Store:
                 s.commit()
 
     def save_episode(self, run_id: str, r: EpisodeResult) -> str:
-        # 64 random bits: 32 collide within a 100,000-episode run (birthday bound).
-        ep_id = f"{run_id}-{uuid.uuid4().hex[:16]}"
-        first = r.first_error
-        row = dict(
-            id=ep_id, run_id=run_id, key=str(r.key), scenario=r.key.scenario, task=r.key.task,
-            seed=r.key.seed, trial=r.key.trial, agent=r.agent, policy=r.policy,
-            end_reason=r.end_reason.value,
-            end_note=r.end_note, success=r.success, score=r.score, n_steps=len(r.steps),
-            sim_time=r.sim_time, wall_ms=r.wall_ms, cost=r.cost, tokens=r.tokens,
-            reviews=r.reviews, asks=r.asks,
-            human_seconds=float(r.metrics.get("human_seconds", 0.0)),
-            first_error_step=first.index if first else None,
-            first_error_node=first.node if first else None, ambiguous=r.ambiguous,
-            user_fault=r.user_fault, error=r.error, attempts=r.attempts,
-            final_digest=r.final_digest,
-            outcome_grades=json.dumps([g.model_dump(mode="json") for g in r.outcome_grades]),
-            metrics=json.dumps(r.metrics), parent_id=r.parent, fork_at=r.fork_at,
-        )
-        steps = [_step_row(ep_id, st) for st in r.steps]
+        """Store one finished episode (rows prepared where it ran are taken as they are).
+        Inside `batched()`, SQLite commits are grouped (see `_SqliteWriter`)."""
+        ep_id, row, steps = r._rows if r._rows is not None else episode_rows(run_id, r)
         if self._sqlite is not None:
             self._sqlite.save(row, steps)
             return ep_id
         # Core inserts in one transaction: the ORM unit of work costs ~2 ms an episode.
         with self.engine.begin() as c:
-            c.execute(self._insert_episode, row)
+            c.execute(self._insert_episode, dict(zip(_EPISODE_COLS, row, strict=True)))
             if steps:
-                c.execute(self._insert_step, steps)
+                c.execute(self._insert_step, [dict(zip(_STEP_COLS, x, strict=True))
+                                              for x in steps])
         return ep_id
+
+    @contextmanager
+    def batched(self, max_delay_s: float = 0.1) -> Iterator[None]:
+        """Group SQLite episode commits while a run stores many episodes a second: an
+        episode is committed at most `max_delay_s` after an earlier one (at once after a
+        quiet spell), and everything on leaving. A kill loses at most the episodes of the
+        last `max_delay_s`; they are not stored, so `--resume` runs them (once)."""
+        if self._sqlite is None:
+            yield
+            return
+        self._sqlite.max_delay_s = max_delay_s
+        try:
+            yield
+        finally:
+            self._sqlite.max_delay_s = 0.0
+            error, self._sqlite.error = self._sqlite.error, None
+            self._sqlite.flush()
+            if error is not None:
+                raise error
+
+    def flush(self, later: bool = False) -> None:
+        """Commit the episodes `batched()` holds (before reading or changing them).
+        `later`: from a timer thread; a failure is raised by the next `save_episode`."""
+        if self._sqlite is not None:
+            self._sqlite.flush(later)
 
     def save_attribution(self, run_id: str, att: dict[str, Any]) -> None:
         with Session(self.engine) as s:
@@ -452,16 +544,19 @@ class Store:
 
     # --- columnar reads for the analysis -------------------------------------------------
     def episode_columns(self, run_id: str, columns: list[str]) -> dict[str, list[Any]]:
-        """The named columns of a run's episodes, ordered by episode id: one query, raw
-        driver rows, no per-row objects (100,000-episode runs load in seconds)."""
+        """The named columns of a run's episodes, in key order (scenario, task, seed, trial:
+        the same for two identical runs, unlike the random ids): one query, raw driver rows,
+        no ORM objects. The analysis reads whole runs with `run_arrays`."""
         return self._columns(EpisodeRow, columns, run_id, "episode x",
-                             "x.run_id = :r ORDER BY x.id")
+                             "x.run_id = :r ORDER BY x.scenario, x.task, x.seed, x.trial")
 
     def step_columns(self, run_id: str, columns: list[str]) -> dict[str, list[Any]]:
-        """The named columns of a run's steps, ordered by episode id then step index."""
+        """The named columns of a run's steps, in their episodes' key order, then by step
+        index."""
         return self._columns(StepRow, columns, run_id,
                              "step x JOIN episode e ON e.id = x.episode_id",
-                             "e.run_id = :r ORDER BY x.episode_id, x.idx")
+                             "e.run_id = :r ORDER BY e.scenario, e.task, e.seed, e.trial, "
+                             "x.idx")
 
     def _columns(self, table: Any, columns: list[str], run_id: str, source: str,
                  where: str) -> dict[str, list[Any]]:
@@ -475,6 +570,270 @@ class Store:
             rows = c.execute(text(query), {"r": run_id}).cursor.fetchall()
         values = list(zip(*rows, strict=True)) if rows else [()] * len(columns)
         return {name: list(v) for name, v in zip(columns, values, strict=True)}
+
+    def noisy_grade_columns(self, run_id: str) -> tuple[dict[str, list[Any]],
+                                                       dict[str, list[Any]]]:
+        """The rows of a run's report's judge section: its episodes not ended in an
+        infrastructure error whose outcome grades hold a judge's (noisy) grade (id,
+        outcome_grades), and their steps whose grades do (episode_id, idx, node, grades), in
+        key order. The JSON is filtered in SQL: a run without judges reads no grade text, a
+        1,000,000-episode run does not parse 6 million grade lists."""
+        noisy = "LIKE '%\"noisy\"%'"
+        order = "ORDER BY {0}.scenario, {0}.task, {0}.seed, {0}.trial"
+        e = self._columns(EpisodeRow, ["id", "outcome_grades"], run_id, "episode x",
+                          f"x.run_id = :r AND x.end_reason != 'error' AND x.outcome_grades "
+                          f"{noisy} " + order.format("x"))
+        s = self._columns(StepRow, ["episode_id", "idx", "node", "grades"], run_id,
+                          "step x JOIN episode e ON e.id = x.episode_id",
+                          f"e.run_id = :r AND e.end_reason != 'error' AND x.grades {noisy} "
+                          + order.format("e") + ", x.idx")
+        return e, s
+
+    # --- whole runs as arrays, for the analysis at scale (issue 13) ---------------------------
+    # A value that stands for NULL in an integer column read by `run_arrays`.
+    NULL_INT = -(2**63) + 1
+    _ARRAY_CHUNK = 1 << 15  # episodes (a rowid range) per SQLite query: bounds memory
+
+    def run_arrays(self, run_id: str, episode_cols: list[str], step_cols: list[str],
+                   codes: frozenset[str] = frozenset()) -> tuple[dict[str, Any], dict[str, Any]]:
+        """A run's episodes in key order (scenario, task, seed, trial) and their steps in
+        (episode, index) order, as numpy arrays, with `steps["episode"]` the position of
+        each step's episode in the episode arrays. Booleans come as int8 (1, 0; -1 for
+        NULL), integers as int64 (`NULL_INT` for NULL), floats as float64 (nan for NULL) and
+        text as object arrays (None for NULL) — or, for the text columns named in `codes`,
+        as int32 codes into the list `<column>.values` of its distinct values.
+
+        The key order makes the analysis independent of the random episode ids, so two
+        identical runs report alike. On SQLite each query aggregates a whole column of up to
+        `_ARRAY_CHUNK` episodes into one text value (`group_concat`) that numpy parses: no
+        Python object per row. Other databases fetch rows in chunks."""
+        import numpy as np
+
+        for table, cols in ((EpisodeRow, episode_cols), (StepRow, step_cols)):
+            bad = [c for c in cols if c not in table.__table__.columns]
+            if bad:  # names are pasted into the SQL: only the table's own
+                raise ValueError(f"no column(s) {', '.join(bad)} in {table.__tablename__}")
+        key = ["scenario", "task", "seed", "trial"]
+        e_cols = list(dict.fromkeys([*key, *episode_cols]))
+        s_cols = list(dict.fromkeys(["idx", *step_cols]))
+        run_id = self.get_run(run_id).id
+        arrays = None
+        if self.engine.url.get_backend_name() == "sqlite":
+            arrays = self._sqlite_arrays(run_id, e_cols, s_cols)
+        if arrays is None:
+            arrays = self._fetched_arrays(run_id, e_cols, s_cols)
+        (e, e_ref), (s, s_ref) = arrays
+        # Episodes by key; text by the rank of its value, so in the strings' order.
+        ranks = []
+        for c in reversed(key):
+            v = e[c]
+            if isinstance(v, tuple):  # (codes, values)
+                order = sorted(range(len(v[1])), key=v[1].__getitem__)
+                rank = np.empty(len(order), dtype=np.int64)
+                rank[order] = np.arange(len(order))
+                v = rank[v[0]] if len(order) else v[0]
+            ranks.append(v)
+        order = np.lexsort(ranks) if len(e_ref) else np.zeros(0, dtype=np.int64)
+        ref_sorted = e_ref[order]
+        episodes: dict[str, Any] = {}
+        for c in episode_cols:
+            episodes.update(self._column_out(c, e.pop(c), order, c in codes))
+        del e
+        # Each step's episode position, then steps by (episode, index).
+        by_ref = np.argsort(ref_sorted, kind="stable")
+        where = np.searchsorted(ref_sorted[by_ref], s_ref)
+        if len(s_ref) and (where.max(initial=0) >= len(by_ref)
+                           or not np.array_equal(ref_sorted[by_ref][where], s_ref)):
+            raise RuntimeError("a step's episode is missing from the episode table")
+        pos = by_ref[where] if len(s_ref) else np.zeros(0, dtype=np.int64)
+        del where, by_ref, s_ref
+        idx = s["idx"]
+        if len(pos) and int(idx.max()) < 2**62 // max(len(ref_sorted), 1) and idx.min() >= 0:
+            k = pos * (int(idx.max()) + 1) + idx  # one integer per (episode, index)
+            sort_key = (None if bool(np.all(k[1:] >= k[:-1]))
+                        else np.argsort(k, kind="stable"))
+            del k
+        else:
+            sort_key = np.lexsort((idx, pos))
+        steps: dict[str, Any] = {"episode": pos if sort_key is None else pos[sort_key]}
+        del pos
+        for c in step_cols:  # one column at a time: the unsorted one is freed as it goes
+            steps.update(self._column_out(c, s.pop(c), sort_key, c in codes))
+        return episodes, steps
+
+    def _sqlite_arrays(self, run_id: str, e_cols: list[str], s_cols: list[str]) -> Any:
+        """`run_arrays`' reads on SQLite: per chunk of episode rowids, one query per table
+        whose every column is one `group_concat` text (all aggregates of a query step
+        through the same rows, so the columns stay aligned); text columns come back as
+        (codes, values). None when a text value holds the separator (the generic path then
+        reads the run)."""
+        import numpy as np
+
+        sep = "\x1e"
+        e_kind = self._column_kinds(EpisodeRow, e_cols)
+        s_kind = self._column_kinds(StepRow, s_cols)
+        nullable = {c.name for t in (EpisodeRow, StepRow) for c in t.__table__.columns
+                    if c.nullable}
+
+        def expr(col: str, kind: str) -> str:
+            x = f"x.{col}"
+            if kind == "int":
+                return f"group_concat(coalesce({x}, {self.NULL_INT}))" if col in nullable \
+                    else f"group_concat({x})"  # a NULL here is a count mismatch
+            if kind == "float":  # quote(): digits enough to give back the same double
+                return f"group_concat(CASE WHEN {x} IS NULL THEN 'nan' ELSE quote({x}) END)"
+            if col in nullable:  # a leading '+' marks a value: NULL ('') is not ""
+                return f"group_concat(CASE WHEN {x} IS NULL THEN '' ELSE '+' || {x} END, " \
+                       "char(30))"
+            return f"group_concat({x}, char(30))"  # a NULL here is a count mismatch
+
+        def bools(cols: list[str]) -> str:
+            # All the booleans of a row in one integer, a base-3 digit each (NULL 0, false 1,
+            # true 2; SQLite stores booleans as 0 and 1): one text value per row, not five.
+            return "group_concat(" + " + ".join(
+                f"{3**i} * coalesce(x.{c} + 1, 0)" for i, c in enumerate(cols)) + ")" \
+                if cols else "''"
+
+        def select(kinds: dict[str, str], ref: str) -> str:
+            return (f"SELECT count(*), group_concat({ref}.rowid), "
+                    + bools([c for c, k in kinds.items() if k == "bool"]) + ", "
+                    + ", ".join(expr(c, k) for c, k in kinds.items() if k != "bool"))
+
+        e_sql = (select(e_kind, "x") + " FROM episode x WHERE x.rowid BETWEEN :lo AND :hi "
+                 "AND +x.run_id = :r")
+        s_sql = (select(s_kind, "e") + " FROM episode e JOIN step x ON x.episode_id = e.id "
+                 "WHERE e.rowid BETWEEN :lo AND :hi AND +e.run_id = :r")
+        texts: dict[str, dict[str, int]] = {}
+
+        def parse(n: int, values: tuple, kinds: dict[str, str], out: dict[str, list]) -> bool:
+            ref = np.fromstring(values[0], dtype=np.int64, sep=",")
+            out["_ref"].append(ref)
+            flags = np.fromstring(values[1] or "", dtype=np.int64, sep=",")
+            for i, col in enumerate(c for c, k in kinds.items() if k == "bool"):
+                out[col].append(((flags // 3**i) % 3 - 1).astype(np.int8))
+            rest = [(c, k) for c, k in kinds.items() if k != "bool"]
+            for (col, kind), v in zip(rest, values[2:], strict=True):
+                if kind == "str":
+                    parts = v.split(sep)
+                    if len(parts) != n:
+                        return False
+                    if col == "id":  # unique: no codes, the text itself
+                        out[col].append(np.array(parts, dtype=object))
+                        continue
+                    seen = texts.setdefault(col, {})
+                    for p in dict.fromkeys(parts):  # the chunk's distinct values
+                        seen.setdefault(p, len(seen))
+                    out[col].append(np.fromiter(map(seen.__getitem__, parts), np.int32, n))
+                else:
+                    a = np.fromstring(v, dtype=np.float64 if kind == "float" else np.int64,
+                                      sep=",")
+                    if len(a) != n:
+                        return False
+                    out[col].append(a)
+            return len(ref) == n and all(len(out[c][-1]) == n for c in kinds)
+
+        e_out: dict[str, list] = {k: [] for k in ["_ref", *e_cols]}
+        s_out: dict[str, list] = {k: [] for k in ["_ref", *s_cols]}
+        # One chunk at a time, parsed before the next is read: memory stays a chunk's text.
+        # (Threads would not help: SQLite's allocator takes a global lock per allocation.)
+        with self.engine.connect() as c:
+            lo, hi = c.execute(text("SELECT min(rowid), max(rowid) FROM episode "
+                                    "WHERE run_id = :r"), {"r": run_id}).one()
+            for start in range(lo or 0, (hi or -1) + 1, self._ARRAY_CHUNK):
+                bounds = {"r": run_id, "lo": start, "hi": start + self._ARRAY_CHUNK - 1}
+                for sql, kinds, out in ((e_sql, e_kind, e_out), (s_sql, s_kind, s_out)):
+                    n, *values = c.execute(text(sql), bounds).one()
+                    if n and not parse(n, values, kinds, out):
+                        return None
+
+        def join(out: dict[str, list], kinds: dict[str, str]) -> tuple[dict[str, Any], Any]:
+            res: dict[str, Any] = {}
+            for col in list(out):
+                parts = out.pop(col)
+                kind = kinds.get(col, "int")
+                empty = {"bool": np.int8, "float": np.float64,
+                         "str": object if col == "id" else np.int32}.get(kind, np.int64)
+                a = np.concatenate(parts) if parts else np.zeros(0, empty)
+                if kind == "str" and col == "id":
+                    pass
+                elif kind == "str":
+                    values = list(texts.get(col, {}))
+                    if col in nullable:
+                        values = [p[1:] if p else None for p in values]
+                    a = (a, values)
+                res[col] = a
+            return res, res.pop("_ref")
+
+        return join(e_out, e_kind), join(s_out, s_kind)
+
+    def _fetched_arrays(self, run_id: str, e_cols: list[str], s_cols: list[str]) -> Any:
+        """`run_arrays`' reads on any database: rows fetched in chunks, column by column."""
+        import numpy as np
+
+        def convert(values: list, kind: str) -> Any:
+            if kind == "bool":
+                return np.array([-1 if v is None else int(bool(v)) for v in values], np.int8)
+            if kind == "int":
+                return np.array([self.NULL_INT if v is None else v for v in values], np.int64)
+            if kind == "float":
+                return np.array([np.nan if v is None else v for v in values], np.float64)
+            return values
+
+        def read(sql: str, cols: list[str], kinds: dict[str, str]) -> tuple[dict, Any]:
+            parts: dict[str, list] = {c: [] for c in cols}
+            with self.engine.connect() as c:
+                cur = c.execution_options(stream_results=True).execute(text(sql),
+                                                                       {"r": run_id})
+                while rows := cur.fetchmany(50_000):
+                    for col, values in zip(cols, zip(*rows, strict=True), strict=True):
+                        parts[col].append(convert(list(values), kinds.get(col, "ref")))
+            out: dict[str, Any] = {}
+            for col, chunks in parts.items():
+                kind = kinds.get(col, "ref")
+                if kind in ("str", "ref"):
+                    flat = [v for ch in chunks for v in ch]
+                    seen = {v: i for i, v in enumerate(dict.fromkeys(flat))}
+                    codes = np.fromiter(map(seen.__getitem__, flat), np.int32, len(flat))
+                    out[col] = (codes, list(seen)) if kind == "str" else np.array(
+                        list(seen), dtype=str)[codes] if flat else np.zeros(0, dtype=str)
+                else:
+                    out[col] = np.concatenate(chunks) if chunks else convert([], kind)
+            return out, out.pop("_ref")
+
+        # Episode ids stand in for the rowids: compared as text, sorted the same way.
+        return (read(f"SELECT x.id, {', '.join(f'x.{c}' for c in e_cols)} FROM episode x "
+                     "WHERE x.run_id = :r", ["_ref", *e_cols],
+                     self._column_kinds(EpisodeRow, e_cols)),
+                read(f"SELECT x.episode_id, {', '.join(f'x.{c}' for c in s_cols)} FROM step x "
+                     "JOIN episode e ON e.id = x.episode_id WHERE e.run_id = :r",
+                     ["_ref", *s_cols], self._column_kinds(StepRow, s_cols)))
+
+    @staticmethod
+    def _column_kinds(table: Any, cols: list[str]) -> dict[str, str]:
+        """Each column's array kind for `run_arrays`: bool, int, float or str."""
+        from sqlalchemy import Boolean, Float, Integer
+
+        out = {}
+        for c in cols:
+            t = table.__table__.columns[c].type
+            out[c] = ("bool" if isinstance(t, Boolean) else "int" if isinstance(t, Integer)
+                      else "float" if isinstance(t, Float) else "str")
+        return out
+
+    @staticmethod
+    def _column_out(name: str, col: Any, order: Any, as_codes: bool) -> dict[str, Any]:
+        """One column of `run_arrays` in its final order (`order` None: as it is): text as
+        codes and `<name>.values`, or as an object array whose equal values share a str."""
+        import numpy as np
+
+        if not isinstance(col, tuple):
+            return {name: col if order is None else col[order]}
+        codes, values = col
+        codes = codes if order is None else codes[order]
+        if as_codes:
+            return {name: codes, f"{name}.values": values}
+        table = np.array([*values, None], dtype=object)  # the None: never a 2-d array
+        return {name: table[codes] if len(codes) else np.zeros(0, dtype=object)}
 
     def scenario_sources(self, run_id: str) -> dict[str, str]:
         """The YAML text of each scenario of a run, as it was loaded."""
@@ -558,17 +917,66 @@ class Store:
             return {r.item: r.passed for r in rows}
 
 
+def episode_rows(run_id: str, r: EpisodeResult) -> tuple[str, tuple[Any, ...],
+                                                           list[tuple[Any, ...]]]:
+    """An episode's id and its rows (episode, steps) as tuples in the order of
+    `_EPISODE_COLS` and `_STEP_COLS`, ready to insert: built where the episode ran, so that
+    the process writing the store only inserts them."""
+    # 64 random bits: 32 collide within a 100,000-episode run (birthday bound).
+    ep_id = f"{run_id}-{uuid.uuid4().hex[:16]}"
+    first = r.first_error
+    key = r.key
+    reviews = asks = 0
+    for st in r.steps:
+        reviews += st.checkpoint is not None and st.checkpoint.reviewed
+        asks += st.decision.kind == "ask_human"
+    row = dict(
+        id=ep_id, run_id=run_id, key=str(key), scenario=key.scenario, task=key.task,
+        seed=key.seed, trial=key.trial, agent=r.agent, policy=r.policy,
+        end_reason=r.end_reason.value,
+        end_note=r.end_note, success=r.success, score=r.score, n_steps=len(r.steps),
+        sim_time=r.sim_time, wall_ms=r.wall_ms, cost=r.cost, tokens=r.tokens,
+        reviews=reviews, asks=asks,
+        human_seconds=float(r.metrics.get("human_seconds", 0.0)),
+        first_error_step=first.index if first else None,
+        first_error_node=first.node if first else None, ambiguous=r.ambiguous,
+        user_fault=r.user_fault, error=r.error, attempts=r.attempts,
+        final_digest=r.final_digest,
+        outcome_grades=_GRADES_MODE_JSON.dump_json(r.outcome_grades).decode(),
+        metrics=json.dumps(r.metrics), parent_id=r.parent, fork_at=r.fork_at,
+    )
+    # Tuples in the insert's column order: the writer binds them as they are.
+    return ep_id, tuple(row[c] for c in _EPISODE_COLS), [
+        tuple(x[c] for c in _STEP_COLS) for x in (_step_row(ep_id, st) for st in r.steps)]
+
+
+# The columns an insert names, in order (a step's id is the database's).
+_EPISODE_COLS = tuple(c.name for c in EpisodeRow.__table__.columns)
+_STEP_COLS = tuple(c.name for c in StepRow.__table__.columns if c.name != "id")
+
+
+def _grade_adapter() -> Any:
+    from pydantic import TypeAdapter
+
+    return TypeAdapter(list[Grade])
+
+
+# One Rust call per list instead of a model_dump and json.dumps per grade (the hot path).
+_GRADES_MODE_JSON = _grade_adapter()
+
+
 def _step_row(ep_id: str, st: Step) -> dict[str, Any]:
     cp = st.checkpoint
+    d = st.decision
     return {
-        "episode_id": ep_id, "idx": st.index, "node": st.node, "kind": st.decision.kind,
-        "tool": st.decision.tool, "passed": st.passed, "help_needed": st.help_needed,
+        "episode_id": ep_id, "idx": st.index, "node": st.node, "kind": d.kind,
+        "tool": d.tool, "passed": st.passed, "help_needed": st.help_needed,
         "irreversible": st.irreversible,
         "reviewed": bool(cp and cp.reviewed), "approved": cp.approved if cp else None,
-        "confidence": st.decision.confidence, "sim_time": st.sim_time, "wall_us": st.wall_us,
-        "digest": st.state_digest, "decision": _dump(st.decision), "result": _dump(st.result),
-        "checkpoint": _dump(cp),
-        "grades": json.dumps([g.model_dump(mode="json", exclude_none=True) for g in st.grades]),
+        "confidence": d.confidence, "sim_time": st.sim_time, "wall_us": st.wall_us,
+        "digest": st.state_digest, "decision": d.model_dump_json(exclude_none=True),
+        "result": _dump(st.result), "checkpoint": _dump(cp),
+        "grades": _GRADES_MODE_JSON.dump_json(st.grades, exclude_none=True).decode(),
     }
 
 
@@ -586,7 +994,11 @@ def _step_from_row(x: StepRow) -> Step:
 
 class _SqliteWriter:
     """Episode commits straight through the sqlite3 driver: SQLAlchemy's statement handling
-    costs more than the insert itself at one commit per episode (the hot path of a run)."""
+    costs more than the insert itself at one commit per episode (the hot path of a run).
+
+    With `max_delay_s` > 0 (`Store.batched`), rows wait in memory (no transaction is held
+    open, so other writers are never blocked) and are committed together at most that long
+    after the previous commit: one commit then costs less than one episode's inserts."""
 
     def __init__(self, path: str) -> None:
         import sqlite3
@@ -595,45 +1007,74 @@ class _SqliteWriter:
         self.conn = sqlite3.connect(path, check_same_thread=False, isolation_level=None)
         self.conn.execute("PRAGMA journal_mode=WAL")
         self.conn.execute("PRAGMA synchronous=NORMAL")
-        self.lock = threading.Lock()
-        self.sql: dict[str, tuple[str, list[str]]] = {}
-        for table in (EpisodeRow.__table__, StepRow.__table__):
-            cols = [c.name for c in table.columns if c.name != "id" or table.name != "step"]
-            names = ", ".join(f'"{c}"' for c in cols)
-            self.sql[table.name] = (f"INSERT INTO {table.name} ({names}) "
-                                    f"VALUES ({', '.join('?' * len(cols))})", cols)
+        self.conn.execute("PRAGMA busy_timeout=30000")
+        self.lock = threading.RLock()
+        self.max_delay_s = 0.0
+        self.error: Exception | None = None
+        self.pending: list[tuple[tuple[Any, ...], list[tuple[Any, ...]]]] = []
+        self.last_commit = 0.0
+        self.sql = {name: f"INSERT INTO {name} ({', '.join(f'{c!r}' for c in cols)}) "
+                          f"VALUES ({', '.join('?' * len(cols))})".replace("'", '"')
+                    for name, cols in (("episode", _EPISODE_COLS), ("step", _STEP_COLS))}
 
-    def save(self, episode: dict[str, Any], steps: list[dict[str, Any]]) -> None:
-        ep_sql, ep_cols = self.sql["episode"]
-        st_sql, st_cols = self.sql["step"]
+    def save(self, episode: tuple[Any, ...], steps: list[tuple[Any, ...]]) -> None:
         with self.lock:
-            cur = self.conn.cursor()
-            cur.execute("BEGIN")
+            if self.error is not None:  # a timed commit failed: these episodes are not stored
+                error, self.error = self.error, None
+                raise error
+            self.pending.append((episode, steps))
+            if time.monotonic() - self.last_commit >= self.max_delay_s \
+                    or len(self.pending) >= 1024:
+                self.flush()
+
+    def flush(self, later: bool = False) -> None:
+        with self.lock:
+            if later:
+                try:
+                    self.flush()
+                except Exception as e:  # noqa: BLE001 - raised by the run's next save
+                    self.error = e
+                return
+            batch, self.pending = self.pending, []
+            if not batch:
+                return
             try:
-                cur.execute(ep_sql, [episode.get(c) for c in ep_cols])
-                cur.executemany(st_sql, [[s.get(c) for c in st_cols] for s in steps])
-                cur.execute("COMMIT")
-            except BaseException:
+                self._insert(batch)
+            except Exception:
+                if len(batch) == 1:
+                    raise
+                # One bad episode (e.g. stored twice) must not take the batch with it.
+                failed: Exception | None = None
+                for one in batch:
+                    try:
+                        self._insert([one])
+                    except Exception as e:  # noqa: BLE001 - raised below, after the rest
+                        failed = failed or e
+                if failed is not None:
+                    raise failed from None
+            finally:
+                self.last_commit = time.monotonic()
+
+    def _insert(self, batch: list[tuple[tuple[Any, ...], list[tuple[Any, ...]]]]) -> None:
+        cur = self.conn.cursor()
+        cur.execute("BEGIN")
+        try:
+            cur.executemany(self.sql["episode"], [e for e, _ in batch])
+            cur.executemany(self.sql["step"], [x for _, steps in batch for x in steps])
+            cur.execute("COMMIT")
+        except BaseException:
+            if self.conn.in_transaction:  # a full disk may have ended it: say the real error
                 cur.execute("ROLLBACK")
-                raise
+            raise
 
 
 def _add_missing_columns(engine: Any) -> None:
-    """Additive migration: a store written by an older trialrun gains the new columns (as
-    NULL/default), so old runs stay readable."""
-    insp = inspect(engine)
+    """Additive migration (trialrun.migrations, which runs it on every open): a store written
+    by an older trialrun gains the new columns (as NULL/default)."""
+    from trialrun.migrations import add_missing_columns
+
     with engine.begin() as c:
-        for table in SQLModel.metadata.sorted_tables:
-            have = {col["name"] for col in insp.get_columns(table.name)}
-            for col in table.columns:
-                if col.name in have:
-                    continue
-                ddl = col.type.compile(dialect=engine.dialect)
-                default = ""
-                if col.default is not None and getattr(col.default, "is_scalar", False):
-                    value = col.default.arg
-                    default = f" DEFAULT {int(value) if isinstance(value, bool) else repr(value)}"
-                c.execute(text(f'ALTER TABLE {table.name} ADD COLUMN "{col.name}" {ddl}{default}'))
+        add_missing_columns(c, SQLModel.metadata)
 
 
 def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
@@ -756,3 +1197,213 @@ def episode_reviews(store: Store, run_id: str, key: str) -> list[ReviewRow]:
         return list(s.exec(select(ReviewRow).where(
             ReviewRow.run_id == run_id, ReviewRow.episode_key == key)
             .order_by(ReviewRow.step)).all())
+
+
+# --- issue 12, the rest: deny actions, auto-resume, second opinions, labels, regression marks ---
+# Additive, like the section above: the web app and the reviewer human call these.
+def answer_item(store: Store, item_id: str, approved: bool, reviewer: str, comment: str = "",
+                action: str = "", takeover: str | None = None) -> ReviewRow:
+    """`Store.answer_review` with a deny's chosen action and takeover in the same conditional
+    UPDATE: an item keeps its first answer, whole (never a verdict from one answer and an
+    action from another). NotFound when it was already answered."""
+    with Session(store.engine) as s:
+        done = s.execute(update(ReviewRow).where(
+            ReviewRow.id == item_id, ReviewRow.status == "pending").values(
+            approved=approved, reviewer=reviewer, comment=comment, status="answered",
+            action=action, takeover=takeover, answered_at=_now(precise=True))).rowcount
+        s.commit()
+        item = s.get(ReviewRow, item_id)
+    if item is None:
+        raise NotFound(f"no review item {item_id!r} in {store.safe_url}")
+    if not done:
+        raise NotFound(f"review item {item_id} was already {item.status} "
+                       f"({'approved' if item.approved else 'denied'} by "
+                       f"{item.reviewer or 'the fallback'})")
+    return item
+
+
+def claim_run(store: Store, run_id: str, from_status: tuple[str, ...],
+              to: str = "running") -> bool:
+    """Move a run from one of `from_status` to `to` in one conditional UPDATE: of two
+    processes that want to resume one run, exactly one gets True."""
+    with Session(store.engine) as s:
+        done = s.execute(update(RunRow).where(RunRow.id == run_id,
+                                              RunRow.status.in_(from_status))
+                         .values(status=to)).rowcount
+        s.commit()
+        return bool(done)
+
+
+def runs_with_status(store: Store, status: str, limit: int = 100) -> list[str]:
+    with Session(store.engine) as s:
+        return list(s.exec(select(RunRow.id).where(RunRow.status == status)
+                           .order_by(RunRow.created_at).limit(limit)).all())
+
+
+def run_progress(store: Store, run_id: str) -> dict[str, Any]:
+    """What a running run's page polls: its status, planned and stored counts (one query)."""
+    with Session(store.engine) as s:
+        run = s.get(RunRow, run_id)
+        if run is None:
+            raise NotFound(f"no run {run_id!r} in {store.safe_url}")
+        counts = _agg(s, run_id)
+        failures = s.exec(text("SELECT count(*) FROM episode WHERE run_id = :r AND "
+                               "success = false").bindparams(r=run_id)).one()[0]
+    return {"status": run.status, "planned": run.planned, "done": counts["episodes"],
+            "successes": counts["successes"], "failures": failures,
+            "errors": counts["errors"], "paused": counts["paused"]}
+
+
+class SecondOpinionRow(SQLModel, table=True):
+    """A second reviewer's answer to an already answered item: for reviewer-to-reviewer
+    agreement only, never applied to the episode (the item binds on its first answer)."""
+
+    __tablename__ = "second_opinion"
+
+    item_id: str = Field(primary_key=True)  # one second opinion per item
+    run_id: str = Field(index=True)
+    approved: bool
+    action: str = ""
+    comment: str = ""
+    reviewer: str
+    answered_at: str
+
+
+def add_second_opinion(store: Store, item: ReviewRow, approved: bool, reviewer: str,
+                       comment: str = "", action: str = "") -> SecondOpinionRow | None:
+    """Store a second opinion; None when the item already has one (the first one stays)."""
+    from sqlalchemy.exc import IntegrityError
+
+    row = SecondOpinionRow(item_id=item.id, run_id=item.run_id, approved=approved,
+                           action=action, comment=comment, reviewer=reviewer,
+                           answered_at=_now(precise=True))
+    try:
+        with Session(store.engine) as s:
+            s.add(row)
+            s.commit()
+            s.refresh(row)
+            return row
+    except IntegrityError:
+        return None
+
+
+def second_opinion(store: Store, item_id: str) -> SecondOpinionRow | None:
+    with Session(store.engine) as s:
+        return s.get(SecondOpinionRow, item_id)
+
+
+def second_opinion_pairs(store: Store, run_id: str | None = None
+                         ) -> list[tuple[ReviewRow, SecondOpinionRow]]:
+    """Items answered by a person (not the fallback) that have a second opinion."""
+    q = select(ReviewRow, SecondOpinionRow).where(
+        SecondOpinionRow.item_id == ReviewRow.id, ReviewRow.status == "answered")
+    if run_id is not None:
+        q = q.where(ReviewRow.run_id == run_id)
+    with Session(store.engine) as s:
+        return [(a, b) for a, b in s.exec(q.order_by(ReviewRow.created_at)).all()]
+
+
+def answered_items(store: Store, limit: int, offset: int = 0
+                   ) -> tuple[list[ReviewRow], int]:
+    """Items a person answered, oldest first (the candidates for a second opinion)."""
+    q = select(ReviewRow).where(ReviewRow.status == "answered")
+    with Session(store.engine) as s:
+        total = s.exec(text("SELECT count(*) FROM review WHERE status = 'answered'")).one()[0]
+        rows = s.exec(q.order_by(ReviewRow.created_at, ReviewRow.id)
+                      .limit(limit).offset(offset)).all()
+        return list(rows), int(total)
+
+
+class LabelRow(SQLModel, table=True):
+    """A label given in the web app, with who gave it, when and why. The same label goes to
+    `golden_label` (what the report's PPI reads); this row keeps the explanation for the
+    golden file the app exports (`trialrun calibrate JUDGE FILE`)."""
+
+    __tablename__ = "web_label"
+
+    criterion: str = Field(primary_key=True)  # the judge's name
+    item: str = Field(primary_key=True)  # `<episode id>:<step>` or `<episode id>:outcome`
+    run_id: str = Field(index=True)
+    episode_id: str = Field(index=True)
+    passed: bool
+    explanation: str = ""
+    labeller: str
+    labelled_at: str
+
+
+def save_label(store: Store, run_id: str, episode_id: str, criterion: str, item: str,
+               passed: bool, explanation: str, labeller: str) -> LabelRow:
+    """Label one item for one criterion (a later label of the same item replaces it)."""
+    row = LabelRow(criterion=criterion, item=item, run_id=run_id, episode_id=episode_id,
+                   passed=passed, explanation=explanation, labeller=labeller,
+                   labelled_at=_now())
+    with Session(store.engine) as s:
+        s.merge(row)
+        s.merge(GoldenLabelRow(criterion=criterion, item=item, passed=passed,
+                               source=f"trialrun serve: {labeller}"))
+        s.commit()
+    return row
+
+
+def labels_of(store: Store, *, episode_id: str | None = None, run_id: str | None = None,
+              criterion: str | None = None) -> list[LabelRow]:
+    q = select(LabelRow)
+    if episode_id is not None:
+        q = q.where(LabelRow.episode_id == episode_id)
+    if run_id is not None:
+        q = q.where(LabelRow.run_id == run_id)
+    if criterion is not None:
+        q = q.where(LabelRow.criterion == criterion)
+    with Session(store.engine) as s:
+        return list(s.exec(q.order_by(LabelRow.criterion, LabelRow.item)).all())
+
+
+class RegressionMarkRow(SQLModel, table=True):
+    """A failed episode a person marked as a regression case, and the case file written."""
+
+    __tablename__ = "regression_mark"
+
+    episode_id: str = Field(primary_key=True)
+    run_id: str = Field(index=True)
+    path: str
+    marked_by: str
+    marked_at: str
+
+
+def mark_regression(store: Store, episode_id: str, run_id: str, path: str,
+                    marked_by: str) -> RegressionMarkRow:
+    row = RegressionMarkRow(episode_id=episode_id, run_id=run_id, path=path,
+                            marked_by=marked_by, marked_at=_now())
+    with Session(store.engine) as s:
+        s.merge(row)
+        s.commit()
+    return row
+
+
+def regression_marks(store: Store, run_id: str) -> list[RegressionMarkRow]:
+    with Session(store.engine) as s:
+        return list(s.exec(select(RegressionMarkRow).where(RegressionMarkRow.run_id == run_id)
+                           .order_by(RegressionMarkRow.marked_at)).all())
+
+
+def regression_mark(store: Store, episode_id: str) -> RegressionMarkRow | None:
+    with Session(store.engine) as s:
+        return s.get(RegressionMarkRow, episode_id)
+
+
+def review_verdicts(store: Store, run_id: str | None = None) -> dict[tuple[str, str, int], bool]:
+    """The world's verdict on each reviewed decision (`decision_was_correct` of the step's
+    checkpoint), by (run, episode key, step): one query joining review items to their
+    stored steps, where loading every episode of a 20,000-episode run takes minutes."""
+    sql = ("SELECT r.run_id, r.episode_key, r.step, s.checkpoint FROM review r "
+           "JOIN episode e ON e.run_id = r.run_id AND e.key = r.episode_key "
+           "JOIN step s ON s.episode_id = e.id AND s.idx = r.step "
+           "WHERE r.status != 'pending' AND s.checkpoint IS NOT NULL"
+           + (" AND r.run_id = :r" if run_id is not None else ""))
+    out: dict[tuple[str, str, int], bool] = {}
+    with store.engine.connect() as c:
+        for rid, key, step, cp in c.execute(text(sql), {"r": run_id} if run_id else {}):
+            correct = json.loads(cp).get("decision_was_correct")
+            if correct is not None:
+                out[(rid, key, step)] = bool(correct)
+    return out

@@ -10,7 +10,7 @@ from __future__ import annotations
 from enum import StrEnum
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr
 
 
 class Trust(StrEnum):
@@ -139,6 +139,7 @@ class CheckpointEvent(BaseModel):
     cost: float = 0.0
     decision_was_correct: bool | None = None  # ground truth at review time, if known
     action: Literal["proceed", "retry", "takeover", "abort"] = "proceed"
+    takeover: Decision | None = None  # the action a person took instead, when they took over
 
 
 class Step(BaseModel):
@@ -203,6 +204,10 @@ class EpisodeResult(BaseModel):
     # (steps before it are the parent's, replayed).
     parent: str | None = None
     fork_at: int | None = None
+    # The store's rows for this episode (id, episode row, step rows), when they were built
+    # where it ran (a worker process): the writer then only inserts them. Not part of the
+    # record: never serialised.
+    _rows: Any = PrivateAttr(default=None)
 
     # Derived per-episode facts: one definition each, used by the store and everything after.
     @property

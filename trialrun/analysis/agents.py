@@ -16,7 +16,7 @@ import hashlib
 import numpy as np
 from pydantic import BaseModel
 
-from trialrun.analysis.data import RunData
+from trialrun.analysis.data import RunData, group_ids, str_ranks
 from trialrun.analysis.stats import bootstrap_ci, mcnemar, pass_hat_k, percentiles, wilson
 
 
@@ -63,20 +63,32 @@ def agent_comparison(d: RunData, bar: float | None = None,
     agents = [a for a in d.agent_order if a in seen] + sorted(seen - set(d.agent_order))
     if len(agents) < 2:
         return None
-    keys = np.array([f"{_base(s)}\x1f{t}\x1f{se}\x1f{tr}" for s, t, se, tr in
-                     zip(d.scenario, d.task, d.seed, d.trial, strict=True)], dtype=object)
+    # The comparison key (scenario without its variant, task, seed, trial) as one group id,
+    # groups in the order of the keys' text "scenario␟task␟seed␟trial".
+    sc_codes, sc_names = d.codes("scenario")
+    bases = sorted({_base(s) for s in sc_names})
+    base = np.array([bases.index(_base(s)) for s in sc_names] or [0])[sc_codes]
+    task, seed = d.codes("task")[0], str_ranks(d.seed)
+    key, _ = group_ids(base, task, seed, str_ranks(d.trial))
     scored = d.scored
-    per_agent = {a: dict(zip(keys[(d.agent == a) & scored],
-                             np.flatnonzero((d.agent == a) & scored), strict=True))
-                 for a in agents}
-    common = sorted(set.intersection(*(set(v) for v in per_agent.values())))
-    if not common:
+    agent_codes, agent_names = d.codes("agent")
+    # per agent, its episode of each key (the last one, as a dict keyed by key would keep)
+    per_agent = {}
+    for a in agents:
+        rows = np.flatnonzero((agent_codes == agent_names.index(a)) & scored)
+        of_key = np.full(int(key.max()) + 1 if len(key) else 0, -1, dtype=np.int64)
+        np.maximum.at(of_key, key[rows], rows)
+        per_agent[a] = of_key
+    common = np.flatnonzero(np.all([v >= 0 for v in per_agent.values()], axis=0))
+    if not len(common):
         return None
     ref = agents[0]
-    ref_idx = np.array([per_agent[ref][k] for k in common])
+    ref_idx = per_agent[ref][common]
+    # the bootstrap's clusters (scenario, task, seed: `cluster_of`), numbered in text order
+    cluster, _ = group_ids(base, task, seed)
     rows = []
     for a in agents:
-        idx = np.array([per_agent[a][k] for k in common])
+        idx = per_agent[a][common]
         s = d.success[idx]
         n, k = len(idx), int(np.nansum(s))
         lo, hi = wilson(k, n)
@@ -88,9 +100,9 @@ def agent_comparison(d: RunData, bar: float | None = None,
             wall_ms_p50=percentiles(d.wall_ms[idx].tolist(), (50,)).get(50),
             asks_per_episode=float(d.asks[idx].mean()),
             reviews_per_episode=float(d.reviews[idx].mean()))
-        row.k, row.pass_hat_k = _pass_hat_k(d, idx)
+        row.k, row.pass_hat_k = _pass_hat_k(d, idx, cluster)
         if a != ref:
-            _paired(d, ref_idx, idx, [cluster_of(c) for c in common], row)
+            _paired(d, ref_idx, idx, cluster[ref_idx], row)
         rows.append(row)
     if bar is not None:
         for r in rows:
@@ -108,25 +120,25 @@ def cluster_of(key: str) -> str:
     return key.rsplit("\x1f", 1)[0]
 
 
-def _pass_hat_k(d: RunData, idx: np.ndarray) -> tuple[int, float | None]:
-    groups: dict[tuple, list[float]] = {}
-    for i in idx:
-        groups.setdefault((_base(d.scenario[i]), d.task[i], int(d.seed[i])), []).append(
-            float(d.success[i]))
-    k = min(len(v) for v in groups.values())
+def _pass_hat_k(d: RunData, idx: np.ndarray, cluster: np.ndarray) -> tuple[int, float | None]:
+    """pass^k over the trials of each (scenario without variant, task, seed) in `idx`."""
+    _, group = np.unique(cluster[idx], return_inverse=True)
+    n = np.bincount(group.ravel())
+    c = np.bincount(group.ravel(), weights=d.success[idx]).astype(np.int64)
+    k = int(n.min())
     if k < 2:
         return k, None
-    return k, float(np.mean([pass_hat_k(len(v), int(sum(v)), k) for v in groups.values()]))
+    return k, float(np.mean([pass_hat_k(int(a), int(b), k) for a, b in zip(n, c, strict=True)]))
 
 
-def _paired(d: RunData, ref_idx: np.ndarray, idx: np.ndarray, tasks: list[str],
+def _paired(d: RunData, ref_idx: np.ndarray, idx: np.ndarray, tasks: np.ndarray,
             row: AgentResult) -> None:
     a, b = d.success[ref_idx], d.success[idx]
     row.diff = float(b.mean() - a.mean())
     row.mcnemar_p = mcnemar(int(((a == 1) & (b == 0)).sum()),
                             int(((a == 0) & (b == 1)).sum())).p_exact
     # One row of sums per task: (episodes, reference successes, this agent's successes).
-    names, inv = np.unique(np.array(tasks, dtype=object), return_inverse=True)
+    names, inv = np.unique(tasks, return_inverse=True)
     clusters = np.zeros((len(names), 3))
     np.add.at(clusters, inv, np.column_stack([np.ones_like(a), a, b]))
     if len(names) < 2:

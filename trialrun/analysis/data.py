@@ -7,6 +7,7 @@ seconds; every analysis module works on `RunData` and never touches the store it
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 
@@ -61,6 +62,8 @@ class RunData:
     # The agents' labels in the order the run's scenarios name them (the first is the
     # reference of an agent comparison).
     agent_order: list[str] = field(default_factory=list)
+    _codes: dict[str, tuple[np.ndarray, list[Any]]] = field(
+        default_factory=dict, init=False, repr=False, compare=False)
 
     @property
     def scored(self) -> np.ndarray:
@@ -73,64 +76,110 @@ class RunData:
         once when the episode is saved); a large number when it has none."""
         return self.first_error_step
 
+    def codes(self, name: str) -> tuple[np.ndarray, list[Any]]:
+        """A text column (an object array field) as integer codes into its distinct values,
+        sorted: grouping and comparing by code costs a numpy pass, not a Python comparison
+        per row. Cached: the fields are not changed after loading."""
+        if name not in self._codes:
+            values = getattr(self, name)
+            cats = sorted(set(values.tolist()), key=lambda v: (v is None, str(v)))
+            index = {c: i for i, c in enumerate(cats)}
+            self._codes[name] = (np.fromiter(map(index.__getitem__, values), np.int64,
+                                             len(values)), cats)
+        return self._codes[name]
+
+    def is_(self, name: str, value: Any) -> np.ndarray:
+        """`getattr(self, name) == value`, by code."""
+        codes, cats = self.codes(name)
+        return codes == cats.index(value) if value in cats else np.zeros(len(codes), bool)
+
+
+def group_ids(*cols: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Rows grouped by the tuple of their values in `cols` (integer arrays of one length):
+    each row's group, numbered in the tuples' sorted order, and each group's first row."""
+    n = len(cols[0])
+    if n == 0:
+        return np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.int64)
+    order = np.lexsort(cols[::-1])
+    new = np.zeros(n, dtype=bool)
+    new[0] = True
+    for c in cols:
+        s = c[order]
+        new[1:] |= s[1:] != s[:-1]
+    gid = np.empty(n, dtype=np.int64)
+    gid[order] = np.cumsum(new) - 1
+    return gid, order[new]
+
+
+def str_ranks(values: np.ndarray) -> np.ndarray:
+    """Integers ranked by their decimal text ("10" before "9"): the order of keys that hold
+    them as text."""
+    uniq, inv = np.unique(values, return_inverse=True)
+    rank = np.empty(len(uniq), dtype=np.int64)
+    rank[sorted(range(len(uniq)), key=lambda i: str(uniq[i]))] = np.arange(len(uniq))
+    return rank[inv.ravel()]
+
 
 _NONE = np.iinfo(np.int64).max
 _EPISODE_COLS = ["id", "scenario", "task", "seed", "trial", "agent", "policy", "end_reason",
                  "success", "n_steps", "wall_ms", "sim_time", "cost", "tokens", "reviews",
                  "asks", "first_error_node", "first_error_step", "ambiguous", "user_fault",
                  "human_seconds"]
-_STEP_COLS = ["episode_id", "idx", "node", "kind", "passed", "help_needed", "reviewed",
+_STEP_COLS = ["idx", "node", "kind", "passed", "help_needed", "reviewed",
               "approved", "confidence", "sim_time", "wall_us", "irreversible"]
 
 
+_TEXT = {"scenario": "scenario", "task": "task", "agent": "agent", "end_reason": "end_reason",
+         "first_error_node": "first_error_node", "policy": "policy", "kind": "s_kind"}
+_MISSING = {"first_error_node": "", "policy": "never"}  # what a NULL (or "") stands for
+
+
 def load_run(store: Store, run_id: str) -> RunData:
-    """A stored run as arrays: two columnar reads through the store (the only code that
-    speaks SQL), then vectorised conversion."""
+    """A stored run as arrays, episodes in key order (scenario, task, seed, trial) and steps
+    by episode then index: one columnar read per table through the store (the only code
+    that speaks SQL). The key order, not the random episode ids, makes two identical runs
+    analyse, and report, alike."""
     run = store.get_run(run_id)
-    e = store.episode_columns(run.id, _EPISODE_COLS)
-    s = store.step_columns(run.id, _STEP_COLS)
-    pos = {eid: i for i, eid in enumerate(e["id"])}
-    nodes = sorted(set(s["node"]))
-    code = {n: i for i, n in enumerate(nodes)}
+    e, s = store.run_arrays(run.id, _EPISODE_COLS, _STEP_COLS,
+                            codes=frozenset([*_TEXT, "node"]))
     ask, err, agents = scenario_facts(store.scenario_sources(run.id))
-
-    def tri(values: list) -> np.ndarray:
-        return np.array([-1 if v is None else int(v) for v in values], dtype=np.int8)
-
-    return RunData(
-        run_id=run.id,
-        ep_id=np.array(e["id"], dtype=object), scenario=np.array(e["scenario"], dtype=object),
-        task=np.array(e["task"], dtype=object), seed=np.array(e["seed"], dtype=np.int64),
-        trial=np.array(e["trial"], dtype=np.int64), agent=np.array(e["agent"], dtype=object),
-        end_reason=np.array(e["end_reason"], dtype=object),
-        success=np.array([np.nan if v is None else float(v) for v in e["success"]]),
-        n_steps=np.array(e["n_steps"], dtype=np.int64),
-        wall_ms=np.array(e["wall_ms"], dtype=float),
-        sim_time=np.array(e["sim_time"], dtype=float), cost=np.array(e["cost"], dtype=float),
-        tokens=np.array(e["tokens"], dtype=np.int64),
-        reviews=np.array(e["reviews"], dtype=np.int64),
-        asks=np.array(e["asks"], dtype=np.int64),
-        human_seconds=np.array(e["human_seconds"], dtype=float),
-        first_error_node=np.array([v or "" for v in e["first_error_node"]], dtype=object),
-        first_error_step=np.array([_NONE if v is None else v for v in e["first_error_step"]],
-                                  dtype=np.int64),
-        ambiguous=np.array(e["ambiguous"], dtype=bool),
-        user_fault=np.array(e["user_fault"], dtype=bool),
-        s_ep=np.array([pos[x] for x in s["episode_id"]], dtype=np.int64),
-        s_idx=np.array(s["idx"], dtype=np.int64),
-        s_node=np.array([code[n] for n in s["node"]], dtype=np.int64),
-        s_kind=np.array(s["kind"], dtype=object), s_passed=tri(s["passed"]),
-        s_help=np.array(s["help_needed"], dtype=bool),
-        s_irrev=np.array(s["irreversible"], dtype=bool),
-        s_reviewed=np.array(s["reviewed"], dtype=bool), s_approved=tri(s["approved"]),
-        s_conf=np.array([np.nan if v is None else v for v in s["confidence"]], dtype=float),
-        s_sim=np.array(s["sim_time"], dtype=float),
-        s_wall_us=np.array(s["wall_us"], dtype=np.int64),
-        nodes=nodes, attributions=[(a.first_error_node, a.decisive_node)
-                                   for a in store.attributions(run.id)],
-        policy=np.array([p or "never" for p in e["policy"]], dtype=object),
-        cost_per_ask=ask, cost_per_error=err, agent_order=agents,
+    text, codes = {}, {}
+    for col, name in _TEXT.items():
+        src = s if col == "kind" else e
+        values = [_MISSING[col] if col in _MISSING and not v else "" if v is None else v
+                  for v in src.pop(f"{col}.values")]
+        cats = sorted(set(values), key=str)  # `RunData.codes`' order
+        rank = np.array([cats.index(v) for v in values] or [0], dtype=np.int64)
+        c = rank[src.pop(col)]
+        codes[name] = (c, cats)
+        text[name] = np.array([*cats, None], dtype=object)[c]
+    nodes = [v if v is not None else "" for v in s.pop("node.values")]
+    node_rank = np.array([sorted(nodes).index(v) for v in nodes] or [0], dtype=np.int64)
+    null = Store.NULL_INT
+    success = e["success"].astype(float)
+    success[e["success"] < 0] = np.nan
+    first_step = e["first_error_step"]
+    d = RunData(
+        run_id=run.id, ep_id=e["id"], scenario=text["scenario"], task=text["task"],
+        seed=e["seed"], trial=e["trial"], agent=text["agent"], end_reason=text["end_reason"],
+        success=success, n_steps=e["n_steps"], wall_ms=e["wall_ms"], sim_time=e["sim_time"],
+        cost=e["cost"], tokens=e["tokens"], reviews=e["reviews"], asks=e["asks"],
+        human_seconds=e["human_seconds"], first_error_node=text["first_error_node"],
+        first_error_step=np.where(first_step == null, _NONE, first_step),
+        ambiguous=e["ambiguous"] == 1, user_fault=e["user_fault"] == 1,
+        s_ep=s["episode"], s_idx=s["idx"], s_node=node_rank[s["node"]],
+        s_kind=text["s_kind"], s_passed=s["passed"], s_help=s["help_needed"] == 1,
+        s_irrev=s["irreversible"] == 1, s_reviewed=s["reviewed"] == 1,
+        s_approved=s["approved"], s_conf=s["confidence"], s_sim=s["sim_time"],
+        s_wall_us=s["wall_us"], nodes=sorted(set(nodes)),
+        # sorted: the store gives them in no order, and ties in the report follow it
+        attributions=sorted(((a.first_error_node, a.decisive_node)
+                             for a in store.attributions(run.id)),
+                            key=lambda x: (str(x[0]), str(x[1]))),
+        policy=text["policy"], cost_per_ask=ask, cost_per_error=err, agent_order=agents,
     )
+    d._codes.update(codes)  # the codes the store read: no pass over the rows to make them
+    return d
 
 
 def scenario_facts(sources: dict[str, str]) -> tuple[float, float, list[str]]:

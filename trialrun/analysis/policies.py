@@ -18,7 +18,7 @@ import math
 import numpy as np
 from pydantic import BaseModel
 
-from trialrun.analysis.data import RunData
+from trialrun.analysis.data import RunData, group_ids
 from trialrun.analysis.placement import ApproveDeny
 from trialrun.analysis.stats import wilson
 
@@ -44,14 +44,16 @@ def policy_table(d: RunData) -> list[PolicyResult]:
     # Policies are compared on the tasks, seeds and trials every one of them ran (what
     # compare-policies runs); a suite whose scenarios merely use different policies on
     # different tasks is not a comparison.
-    keys = np.array([f"{t}/{s}/{k}" for t, s, k in zip(d.task, d.seed, d.trial, strict=True)],
-                    dtype=object)
-    common = set.intersection(*(set(keys[labels == label]) for label in set(labels)))
-    if not common:
+    keys, _ = group_ids(d.codes("task")[0], d.seed, d.trial)
+    label_set = set(labels.tolist())
+    ran = [np.bincount(keys[labels == label], minlength=int(keys.max()) + 1) > 0
+           for label in label_set]
+    common = np.all(ran, axis=0)
+    if not common.any():
         return []
-    shared = np.isin(keys, list(common))
+    shared = common[keys]
     out = []
-    for label in sorted(set(labels), key=str):
+    for label in sorted(label_set, key=str):
         m = (labels == label) & d.scored & shared
         n = int(m.sum())
         k = int(np.nansum(d.success[m]))

@@ -22,7 +22,7 @@ import numpy as np
 from pydantic import BaseModel
 
 from trialrun.analysis import compounding, escalation, horizon
-from trialrun.analysis.data import RunData
+from trialrun.analysis.data import RunData, group_ids, str_ranks
 from trialrun.analysis.stats import (
     bootstrap_ci,
     cluster_sums,
@@ -270,8 +270,9 @@ def clean_prefix(d: RunData, eps: np.ndarray) -> CleanPrefix:
     np.minimum.at(first, (r, c), idx)
     # the episode's first error as stored (one definition, the store's): its step and node
     code = {n: i for i, n in enumerate(d.nodes)}
-    first_error = np.array([code.get(n, -1) if n else -1 for n in d.first_error_node[eps]],
-                           dtype=np.int64)
+    fe_codes, fe_names = d.codes("first_error_node")
+    fe_node = np.array([code.get(n, -1) if n else -1 for n in fe_names] or [-1], np.int64)
+    first_error = fe_node[fe_codes[eps]] if len(eps) else np.zeros(0, dtype=np.int64)
     erred = np.zeros((len(eps), n_nodes), dtype=bool)
     has = first_error >= 0
     erred[np.flatnonzero(has), first_error[has]] = True
@@ -350,8 +351,7 @@ def _pair_cells(cp: CleanPrefix) -> tuple[np.ndarray, ...]:
 
 
 def _task_groups(d: RunData, eps: np.ndarray) -> np.ndarray:
-    keys = np.char.add(d.scenario[eps].astype(str), np.char.add("/", d.task[eps].astype(str)))
-    return np.unique(keys, return_inverse=True)[1]
+    return group_ids(d.codes("scenario")[0][eps], d.codes("task")[0][eps])[0]
 
 
 def _finite(x: float) -> float | None:
@@ -510,14 +510,15 @@ def markov_chain(d: RunData, eps: np.ndarray) -> MarkovChain | None:
         return None
     ep, node = d.s_ep[m], d.s_node[m]
     same = ep[1:] == ep[:-1]
-    counts: dict[tuple[str, str], int] = {}
-    for a, b in zip(node[:-1][same], node[1:][same], strict=True):
-        key = (d.nodes[a], d.nodes[b])
-        counts[key] = counts.get(key, 0) + 1
+    # Transitions counted as (from, to) codes; the ends are codes n (Success) and n + 1.
+    n = len(d.nodes)
+    names = [*d.nodes, "Success", "Fail"]
     last = np.r_[~same, True]
-    for e, n in zip(ep[last], node[last], strict=True):
-        key = (d.nodes[n], "Success" if d.success[e] == 1 else "Fail")
-        counts[key] = counts.get(key, 0) + 1
+    end = np.where(d.success[ep[last]] == 1, n, n + 1)
+    pair = np.r_[node[:-1][same] * (n + 2) + node[1:][same], node[last] * (n + 2) + end]
+    tally = np.bincount(pair, minlength=(n + 2) * (n + 2))
+    counts = {(names[p // (n + 2)], names[p % (n + 2)]): int(tally[p])
+              for p in np.flatnonzero(tally)}
     out: dict[str, int] = {}
     for (a, _), c in counts.items():
         out[a] = out.get(a, 0) + c
@@ -599,11 +600,9 @@ def _num(x: float | None) -> str:
 def trials_detail(d: RunData, eps: np.ndarray, n_boot: int = 1000) -> TrialsDetail | None:
     """pass@k, pass^k, worst- and best-of-k per task (scenario × task × seed) with CIs from
     resampling tasks. Outcomes are binary, so worst-of-k is pass^k and best-of-k pass@k."""
-    sep = "\x1f"  # unit separator: cannot appear in scenario or task names from YAML
-    key = np.char.add(np.char.add(d.scenario[eps].astype(str), sep),
-                      np.char.add(np.char.add(d.task[eps].astype(str), sep),
-                                  d.seed[eps].astype(str)))
-    uniq, inv = np.unique(key, return_inverse=True)
+    # Tasks in the order of their text keys "scenario␟task␟seed" (seeds as text).
+    inv, first = group_ids(d.codes("scenario")[0][eps], d.codes("task")[0][eps],
+                           str_ranks(d.seed[eps]))
     n = np.bincount(inv)
     c = np.bincount(inv, weights=np.nan_to_num(d.success[eps])).astype(int)
     if not (n >= 2).any():
@@ -611,21 +610,19 @@ def trials_detail(d: RunData, eps: np.ndarray, n_boot: int = 1000) -> TrialsDeta
     # k: the trial count most tasks have; tasks with fewer trials are left out.
     k = int(np.bincount(n[n >= 2]).argmax())
     keep = np.flatnonzero(n >= k)
-    memo: dict[tuple[int, int], tuple[float, float]] = {}
-    pak = np.empty(len(keep))
-    phk = np.empty(len(keep))
-    for j, g in enumerate(keep):
-        nc = (int(n[g]), int(c[g]))
-        if nc not in memo:
-            memo[nc] = (pass_at_k(nc[0], nc[1], k), pass_hat_k(nc[0], nc[1], k))
-        pak[j], phk[j] = memo[nc]
+    # each distinct (n, c) computed once: tasks share few
+    pairs, which = np.unique(np.stack([n[keep], c[keep]]), axis=1, return_inverse=True)
+    which = which.ravel()
+    pak = np.array([pass_at_k(int(a), int(b), k) for a, b in pairs.T])[which]
+    phk = np.array([pass_hat_k(int(a), int(b), k) for a, b in pairs.T])[which]
     rows = np.column_stack([np.ones(len(keep)), pak, phk])
     pa = bootstrap_ci(lambda s_: s_[..., 1] / s_[..., 0], rows, n_boot=n_boot)
     ph = bootstrap_ci(lambda s_: s_[..., 2] / s_[..., 0], rows, n_boot=n_boot)
     per_task = []
     for j, g in enumerate(keep[:200]):
-        sc, task, seed = uniq[g].split(sep)
-        per_task.append(TaskTrials(scenario=sc, task=task, seed=int(seed), n=int(n[g]),
+        row = eps[first[g]]
+        sc, task, seed = str(d.scenario[row]), str(d.task[row]), int(d.seed[row])
+        per_task.append(TaskTrials(scenario=sc, task=task, seed=seed, n=int(n[g]),
                                    c=int(c[g]), pass_at_k=pak[j], pass_hat_k=phk[j],
                                    worst_of_k=phk[j], best_of_k=pak[j]))
     return TrialsDetail(
@@ -640,7 +637,7 @@ def ask_vs_need(d: RunData, eps_mask: np.ndarray) -> tuple[np.ndarray, np.ndarra
     step is a decision, finishing included (an agent that gives up where a human was
     needed missed an escalation); "needed" is the world judge's `help_needed`."""
     m = eps_mask[d.s_ep] if len(d.s_ep) else np.zeros(0, dtype=bool)
-    return (d.s_kind == "ask_human") & m, d.s_help & m
+    return d.is_("s_kind", "ask_human") & m, d.s_help & m
 
 
 def escalation_report(d: RunData, eps_mask: np.ndarray, c_h: float, c_e: float
@@ -656,13 +653,13 @@ def escalation_report(d: RunData, eps_mask: np.ndarray, c_h: float, c_e: float
         help_rate=am.help_rate, cost_per_ask=c_h, cost_per_error=c_e, cost_agent=cr.agent,
         cost_never_ask=cr.never_ask, cost_always_ask=cr.always_ask, cost_oracle=cr.oracle,
         regret=cr.regret, verdict=escalation_verdict(tp, fp, fn, am))
-    conf_ok = (decisions & (d.s_kind != "finish") & ~np.isnan(d.s_conf) & (d.s_passed >= 0)
+    conf_ok = (decisions & ~d.is_("s_kind", "finish") & ~np.isnan(d.s_conf) & (d.s_passed >= 0)
                & ~asked)
     if conf_ok.sum() >= 10:
         conf, corr = d.s_conf[conf_ok], d.s_passed[conf_ok] == 1
-        rep.aurc = escalation.aurc(conf, corr)
-        rep.e_aurc = escalation.e_aurc(conf, corr)
         cov, risk = escalation.risk_coverage(conf, corr)
+        rep.aurc = float(np.mean(risk))  # escalation.aurc, from the curve drawn below
+        rep.e_aurc = rep.aurc - escalation.optimal_aurc(corr)  # escalation.e_aurc
         pick = np.unique(np.linspace(0, len(cov) - 1, min(len(cov), 50)).astype(int))
         rep.risk_coverage = [(float(cov[i]), float(risk[i])) for i in pick]
     return rep

@@ -13,7 +13,7 @@ from datetime import datetime
 from pydantic import BaseModel, Field
 
 from trialrun.analysis.stats import wilson
-from trialrun.store import Store
+from trialrun.store import Store, review_verdicts
 
 __all__ = ["ReviewerStats", "reviewer_stats"]
 
@@ -39,7 +39,7 @@ class ReviewerStats(BaseModel):
 def reviewer_stats(store: Store, run_id: str | None = None) -> list[ReviewerStats]:
     """One row per reviewer (the fallback included) over the answered items."""
     rows: dict[str, dict] = {}
-    truth = _verdicts(store, run_id)
+    truth = review_verdicts(store, run_id)  # one join, not every episode loaded
     for it in store.reviews(run_id):
         if it.status == "pending":
             continue
@@ -64,18 +64,4 @@ def reviewer_stats(store: Store, run_id: str | None = None) -> list[ReviewerStat
             queue_wait_s=statistics.median(r["waits"]) if r["waits"] else None,
             agreement=r["agree"] / r["judged"] if r["judged"] else None,
             agreement_lo=lo, agreement_hi=hi))
-    return out
-
-
-def _verdicts(store: Store, run_id: str | None) -> dict[tuple[str, str, int], bool]:
-    """The world's verdict on each reviewed decision, from the stored episodes."""
-    out: dict[tuple[str, str, int], bool] = {}
-    run_ids = {it.run_id for it in store.reviews(run_id)}
-    for rid in run_ids:
-        for e in store.episodes(rid):
-            ep = store.load_episode(e.id)
-            for st in ep.steps:
-                cp = st.checkpoint
-                if cp is not None and cp.decision_was_correct is not None:
-                    out[(rid, e.key, st.index)] = cp.decision_was_correct
     return out

@@ -17,7 +17,7 @@ import numpy as np
 from pydantic import BaseModel, Field
 
 from trialrun.analysis.agents import AgentComparison, agent_comparison
-from trialrun.analysis.data import RunData
+from trialrun.analysis.data import RunData, group_ids
 from trialrun.analysis.policies import PolicyResult, policy_table
 from trialrun.analysis.reliability import (
     PROPAGATION_MEANING,
@@ -297,7 +297,7 @@ class RunSummary(BaseModel):
 
 
 def _pct(values: np.ndarray) -> Percentiles:
-    p = percentiles(list(map(float, values)), (50, 90, 99))
+    p = percentiles(values, (50, 90, 99))
     return Percentiles(p50=p.get(50), p90=p.get(90), p99=p.get(99))
 
 
@@ -313,41 +313,50 @@ def node_stats(d: RunData, cp: CleanPrefix | None = None
     clean = d.s_idx <= first_fail[d.s_ep] if len(d.s_ep) else np.zeros(0, dtype=bool)
     n_eps = int(scored_ep.sum())
     reached, erred = cp.reached_count, cp.erred_count
+    # Per node at once: graded steps, those passed, and the same before the first error.
+    size = len(d.nodes)
+    ok = d.s_passed == 1
+    n_all = np.bincount(d.s_node[graded], minlength=size)
+    k_all = np.bincount(d.s_node[graded & ok], minlength=size)
+    n_clean = np.bincount(d.s_node[graded & clean], minlength=size)
+    k_clean = np.bincount(d.s_node[graded & clean & ok], minlength=size)
     out: list[NodeStats] = []
     for code, node in enumerate(d.nodes):
-        at = graded & (d.s_node == code)
-        if not at.any():
+        if not n_all[code]:
             continue
-        cp_ = at & clean
-        k_clean, n_clean = int((d.s_passed[cp_] == 1).sum()), int(cp_.sum())
-        k_all, n_all = int((d.s_passed[at] == 1).sum()), int(at.sum())
         out.append(NodeStats(
-            node=node, steps=n_all, accuracy=Proportion.of(k_clean, n_clean),
+            node=node, steps=int(n_all[code]),
+            accuracy=Proportion.of(int(k_clean[code]), int(n_clean[code])),
             accuracy_per_episode=Proportion.of(int(reached[code] - erred[code]),
                                                int(reached[code])),
-            marginal=Proportion.of(k_all, n_all),
-            visits_per_episode=round(n_all / n_eps, 4) if n_eps else 0.0,
+            marginal=Proportion.of(int(k_all[code]), int(n_all[code])),
+            visits_per_episode=round(int(n_all[code]) / n_eps, 4) if n_eps else 0.0,
             first_errors=int(erred[code])))
     return out, chain_rule_success(cp)
 
 
 def trial_stats(d: RunData) -> list[TrialStats]:
     """pass@k and pass^k over the trials of each (scenario, task, seed), averaged."""
-    groups: dict[tuple, list[float]] = {}
-    for i in np.flatnonzero(d.scored):
-        groups.setdefault((d.scenario[i], d.task[i], int(d.seed[i])), []).append(d.success[i])
-    if not groups:
+    rows = np.flatnonzero(d.scored)
+    if not len(rows):
         return []
-    max_n = max(len(v) for v in groups.values())
+    group, _ = group_ids(d.codes("scenario")[0][rows], d.codes("task")[0][rows], d.seed[rows])
+    n = np.bincount(group)
+    c = np.bincount(group, weights=np.nan_to_num(d.success[rows])).astype(np.int64)
+    max_n = int(n.max())
     out = []
     for k in sorted({1, 2, 3, 5, 8, 10, max_n}):
         if k > max_n:
             continue
-        eligible = [(len(v), int(sum(v))) for v in groups.values() if len(v) >= k]
-        out.append(TrialStats(
-            k=k, tasks=len(eligible),
-            pass_at_k=float(np.mean([pass_at_k(n, c, k) for n, c in eligible])),
-            pass_hat_k=float(np.mean([pass_hat_k(n, c, k) for n, c in eligible]))))
+        eligible = n >= k
+        # each distinct (n, c) computed once: groups share few
+        pairs, inv = np.unique(np.stack([n[eligible], c[eligible]]), axis=1,
+                               return_inverse=True)
+        inv = inv.ravel()
+        at = np.array([pass_at_k(int(a), int(b), k) for a, b in pairs.T])[inv]
+        hat = np.array([pass_hat_k(int(a), int(b), k) for a, b in pairs.T])[inv]
+        out.append(TrialStats(k=k, tasks=int(eligible.sum()), pass_at_k=float(np.mean(at)),
+                              pass_hat_k=float(np.mean(hat))))
     return out
 
 
@@ -387,12 +396,15 @@ def summarize(d: RunData, cost_per_ask: float | None = None,
     graded_error = np.zeros(len(d.ep_id), dtype=bool)
     graded_error[cp.eps] = cp.first_error >= 0
     by_scenario = []
-    for name in sorted(set(d.scenario)):
-        m = d.scenario == name
-        ms = m & scored
+    sc, names = d.codes("scenario")
+    sc_n = np.bincount(sc[scored], minlength=len(names))
+    sc_k = np.bincount(sc[scored], weights=np.nan_to_num(d.success[scored]),
+                       minlength=len(names))
+    sc_err = np.bincount(sc[~scored], minlength=len(names))
+    for i, name in enumerate(names):
         by_scenario.append(ScenarioLine(
-            scenario=name, success=Proportion.of(int(np.nansum(d.success[ms])), int(ms.sum())),
-            errors=int((m & ~scored).sum())))
+            scenario=name, success=Proportion.of(int(sc_k[i]), int(sc_n[i])),
+            errors=int(sc_err[i])))
     step_scored = scored[d.s_ep] if len(d.s_ep) else np.zeros(0, dtype=bool)
     latency = {
         "episode_wall_ms": _pct(d.wall_ms[scored]),
@@ -403,7 +415,7 @@ def summarize(d: RunData, cost_per_ask: float | None = None,
     }
     return RunSummary(
         run_id=d.run_id, episodes=len(d.ep_id),
-        end_reasons=dict(Counter(map(str, d.end_reason))), errors=int((~scored).sum()),
+        end_reasons=_counts(d, "end_reason"), errors=int((~scored).sum()),
         success=Proportion.of(k, n), by_scenario=by_scenario, trials=trial_stats(d),
         nodes=nodes, first_error_nodes=dict(fe.most_common()),
         failed_without_graded_error=int((failed & ~graded_error).sum()),
@@ -417,6 +429,13 @@ def summarize(d: RunData, cost_per_ask: float | None = None,
         agents=agent_comparison(d, bar, bar_on_lower_bound),
         decisive_errors=_decisive(d),
     )
+
+
+def _counts(d: RunData, name: str) -> dict[str, int]:
+    """How many episodes hold each value of a text column, by value."""
+    codes, cats = d.codes(name)
+    n = np.bincount(codes, minlength=len(cats))
+    return {str(c): int(n[i]) for i, c in enumerate(cats) if n[i]}
 
 
 def _decisive(d: RunData) -> DecisiveErrors | None:

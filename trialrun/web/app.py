@@ -1,5 +1,12 @@
 """The web app over the store: the review queue, runs and episodes (server-rendered pages).
 
+Pages: the queue and an item (the proposed action, why, what it would change in the world,
+approve / deny with retry, take over with a corrected action or abort as the scenario
+allows), second opinions and reviewer agreement (/reviewers), runs (live progress) and
+episodes (state diffs step by step, golden labels, marking a regression case). See
+docs/web.md; the states come from trialrun/web/states.py, the deny choices and takeover
+check from trialrun/web/takeover.py, the server's own resumes from trialrun/web/resumer.py.
+
 Trust: agent and scenario text is untrusted, so every page goes through Jinja2 with
 autoescape on and a Content-Security-Policy that allows only this app's own script and
 stylesheet (no inline script, no inline style, nothing from elsewhere).
@@ -29,19 +36,27 @@ from starlette.applications import Starlette
 from starlette.middleware import Middleware
 from starlette.middleware.base import BaseHTTPMiddleware
 from starlette.requests import Request
-from starlette.responses import HTMLResponse, PlainTextResponse, RedirectResponse, Response
+from starlette.responses import (
+    HTMLResponse,
+    JSONResponse,
+    PlainTextResponse,
+    RedirectResponse,
+    Response,
+)
 from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 
 from trialrun import store as st
 from trialrun.errors import NotFound
-from trialrun.store import Store
+from trialrun.store import ReviewRow, Store
+from trialrun.web.labelling import criteria
+from trialrun.web.states import StateCache
 
 HERE = Path(__file__).parent
 PAGE = 50  # rows per page
 CSRF_COOKIE, AUTH_COOKIE = "trialrun_csrf", "trialrun_token"
 CSP = ("default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self'; "
-       "form-action 'self'; frame-ancestors 'none'; base-uri 'none'")
+       "connect-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'")
 OPEN_PATHS = ("/login", "/static/", "/favicon.ico")
 
 _env = Environment(loader=FileSystemLoader(HERE / "templates"),
@@ -200,11 +215,41 @@ async def login(request: Request) -> Response:
 async def reviews(request: Request) -> Response:
     page = _int(request, "page")
     status = request.query_params.get("status", "pending")
-    items, total = st.review_page(_store(request), None if status == "all" else status, PAGE,
-                                  (page - 1) * PAGE)
+    if status == "second":
+        items, total = _second_queue(request, page)
+    else:
+        items, total = st.review_page(_store(request), None if status == "all" else status,
+                                      PAGE, (page - 1) * PAGE)
     return _page(request, "reviews.html.j2", title="Review queue", items=items,
                  status=status, pager=_pager(request, page, total),
                  decisions={i.id: _label(i.decision) for i in items})
+
+
+def _second_queue(request: Request, page: int) -> tuple[list[ReviewRow], int]:
+    """Answered items in the second-opinion sample that have none yet and that someone
+    other than you answered, oldest first."""
+    store, rate, me = _store(request), request.app.state.second_rate, _name(request)
+    if rate <= 0:
+        return [], 0
+    picked: list[ReviewRow] = []
+    offset, batch = 0, 500
+    while True:
+        rows, _ = st.answered_items(store, batch, offset)
+        picked += [r for r in rows if in_sample(r.id, rate) and r.reviewer != me
+                   and st.second_opinion(store, r.id) is None]
+        offset += batch
+        if len(rows) < batch or len(picked) >= page * PAGE:
+            break
+    return picked[(page - 1) * PAGE: page * PAGE], len(picked)
+
+
+def _decision(decision_json: str) -> Any:
+    from trialrun.trajectory import Decision
+
+    try:
+        return Decision.model_validate_json(decision_json)
+    except ValueError:
+        return Decision(kind="message", node="?", text=decision_json)
 
 
 def _label(decision_json: str) -> str:
@@ -216,19 +261,94 @@ def _label(decision_json: str) -> str:
         return decision_json
 
 
-async def review_item(request: Request) -> Response:
+def _name(request: Request) -> str:
+    return request.cookies.get("trialrun_reviewer", "")
+
+
+def _plan(request: Request, run_id: str) -> Any:
+    """The run's plan, rebuilt from its stored scenarios (cached with the states)."""
+    return request.app.state.states.plan(run_id)
+
+
+def _key_of(item: ReviewRow, episode: Any) -> Any:
+    from trialrun.trajectory import EpisodeKey
+
+    if episode is not None:
+        return EpisodeKey(scenario=episode.scenario, task=episode.task, seed=episode.seed,
+                          trial=episode.trial)
+    scenario, task, seed, trial = item.episode_key.rsplit("/", 3)
+    return EpisodeKey(scenario=scenario, task=task, seed=int(seed[1:]), trial=int(trial[1:]))
+
+
+def _deny_options(request: Request, item: ReviewRow, episode: Any) -> Any:
+    from trialrun.web.takeover import DenyOptions, deny_options
+
+    try:
+        key = _key_of(item, episode)
+        plan = _plan(request, item.run_id).scenarios[key.scenario]
+        return deny_options(plan, key)
+    except Exception as e:  # noqa: BLE001 - the item can still be approved or denied
+        return DenyOptions(default="", choices=[], note=f"the run's scenario cannot be "
+                           f"rebuilt ({type(e).__name__}: {e}); a deny does what its "
+                           f"on_deny says"[:300])
+
+
+def in_sample(item_id: str, rate: float) -> bool:
+    """Whether an item is in the second-opinion sample: a fixed hash of its id, so every
+    server and every page agree."""
+    import hashlib
+
+    h = int.from_bytes(hashlib.sha256(item_id.encode()).digest()[:8], "big")
+    return h < rate * 2 ** 64
+
+
+async def _item_page(request: Request, item: ReviewRow, code: int = 200,
+                     errors: list[str] | None = None, form: dict[str, str] | None = None
+                     ) -> Response:
     store = _store(request)
-    item = st.get_review(store, request.path_params["item_id"])
+    episode = st.episode_by_key(store, item.run_id, item.episode_key)
+    result = store.load_episode(episode.id) if episode is not None else None
+    steps = [s for s in result.steps if s.index <= item.step] if result is not None else []
+    nxt = st.next_review(store, exclude=item.id)
+    me = _name(request)
+    proposed = _decision(item.decision)
+    second = st.second_opinion(store, item.id)
+    # A second opinion is given blind: the first answer is hidden until it is in.
+    want_second = (item.status == "answered" and second is None
+                   and request.query_params.get("second") == "1" and item.reviewer != me)
+    states = None
+    if steps and steps[-1].index == item.step:
+        # What the action would do if approved, whatever the answer was: the record up to
+        # the item, its step as it was proposed (nothing after it, no answer).
+        from trialrun.trajectory import CheckpointEvent
+
+        asked = steps[-1].model_copy(update={"result": None, "checkpoint": CheckpointEvent(
+            policy=episode.policy, reason=item.reason, reviewed=False)})
+        prefix = result.model_copy(update={"steps": [*steps[:-1], asked]})
+        states = await request.app.state.states.get(
+            f"{episode.id}@{item.step}", item.run_id, prefix,
+            st.episode_reviews(store, item.run_id, item.episode_key), {item.step})
+    if want_second:
+        steps = steps[:-1]  # the proposed step's record carries the first answer
+    return _page(request, "review.html.j2", code, title=f"Review {item.id}", item=item,
+                 late=item.status == "pending" and item.overdue,
+                 label=_label(item.decision), episode=episode, steps=steps, next=nxt,
+                 reviewer=me, states=states, deny=_deny_options(request, item, episode)
+                 if item.status == "pending" else None,
+                 takeover=_label(item.takeover) if item.takeover else "",
+                 agent_tool=proposed.tool or "", agent_args=json.dumps(
+                     proposed.args, indent=2, ensure_ascii=False) if proposed.args else "{}",
+                 errors=errors or [], form=form or {}, second=second,
+                 want_second=want_second,
+                 sampled=in_sample(item.id, request.app.state.second_rate))
+
+
+async def review_item(request: Request) -> Response:
+    item = st.get_review(_store(request), request.path_params["item_id"])
     if item is None:
         return _page(request, "error.html.j2", 404, title="Not found",
                      message="no such review item")
-    episode = st.episode_by_key(store, item.run_id, item.episode_key)
-    steps = store.load_episode(episode.id).steps if episode is not None else []
-    nxt = st.next_review(store, exclude=item.id)
-    return _page(request, "review.html.j2", title=f"Review {item.id}", item=item,
-                 late=item.status == "pending" and item.overdue,
-                 label=_label(item.decision), episode=episode, steps=steps, next=nxt,
-                 reviewer=request.cookies.get("trialrun_reviewer", ""))
+    return await _item_page(request, item)
 
 
 async def answer(request: Request) -> Response:
@@ -246,11 +366,32 @@ async def answer(request: Request) -> Response:
     if late is not None and late.overdue:  # the scenario's fallback answers it, not a person
         return _page(request, "answered.html.j2", 409, title="Past its deadline", item=late,
                      late=True, next=st.next_review(store, exclude=late.id))
-    # `answer_review` is one conditional UPDATE: of two answers to an item, from this server
-    # or another process, only the first is applied.
+    action, takeover = "", None
+    if verdict == "deny" and late is not None and late.status == "pending":
+        deny = _deny_options(request, late, st.episode_by_key(store, late.run_id,
+                                                              late.episode_key))
+        action = form.get("action", "") or deny.default
+        if deny.choices and action not in deny.choices:
+            return await _item_page(request, late, 400, [
+                f"this scenario allows {', '.join(deny.choices)} on a deny, not {action!r}"],
+                form)
+        if action == "takeover" and form.get("tool", ""):  # none: the world's own action
+            from trialrun.trajectory import Decision
+            from trialrun.web.takeover import check_takeover
+
+            node = Decision.model_validate_json(late.decision).node
+            decision, errors = check_takeover(deny, node, form.get("tool", ""),
+                                              form.get("args", ""))
+            if decision is None:
+                return await _item_page(request, late, 400, errors, form)
+            takeover = decision.model_dump_json(exclude_defaults=True)
+        if action == deny.default and takeover is None:
+            action = ""  # the scenario's own on_deny: nothing to record beyond the deny
+    # `answer_item` is one conditional UPDATE: of two answers to an item, from this server
+    # or another process, only the first is applied (with its action and takeover, whole).
     try:
-        item = store.answer_review(item_id, verdict == "approve", reviewer,
-                                   form.get("comment", "").strip()[:2000])
+        item = st.answer_item(store, item_id, verdict == "approve", reviewer,
+                              form.get("comment", "").strip()[:2000], action, takeover)
     except NotFound:
         item = st.get_review(store, item_id)
         if item is None:
@@ -264,6 +405,38 @@ async def answer(request: Request) -> Response:
     return response
 
 
+async def second_opinion(request: Request) -> Response:
+    """A second reviewer's answer to an answered item: stored apart, never applied."""
+    form = await _form(request)
+    if isinstance(form, Response):
+        return form
+    store = _store(request)
+    item = st.get_review(store, request.path_params["item_id"])
+    reviewer = form.get("reviewer", "").strip()[:100]
+    verdict = form.get("verdict")
+    if item is None:
+        return _page(request, "error.html.j2", 404, title="Not found",
+                     message="no such review item")
+    if verdict not in ("approve", "deny") or not reviewer:
+        return _page(request, "error.html.j2", 400, title="Bad request",
+                     message="a second opinion needs a verdict (approve or deny) and your name")
+    if item.status != "answered":
+        return _page(request, "error.html.j2", 409, title="Not answered",
+                     message=f"item {item.id} is {item.status}: a second opinion is given on "
+                             "an item a person has answered")
+    if reviewer == item.reviewer:
+        return _page(request, "error.html.j2", 409, title="Same reviewer",
+                     message=f"{reviewer} gave the first answer: a second opinion comes from "
+                             "another reviewer")
+    row = st.add_second_opinion(store, item, verdict == "approve", reviewer,
+                                form.get("comment", "").strip()[:2000])
+    if row is None:
+        return _page(request, "error.html.j2", 409, title="Already has a second opinion",
+                     message=f"item {item.id} already has a second opinion; yours was not "
+                             "stored")
+    response = RedirectResponse("/reviews?status=second", status_code=303)
+    response.set_cookie("trialrun_reviewer", reviewer, httponly=True, samesite="strict")
+    return response
 
 
 async def runs(request: Request) -> Response:
@@ -287,7 +460,10 @@ async def run(request: Request) -> Response:
     counts = st.run_counts(store, row.id)
     return _page(request, "run.html.j2", title=f"Run {row.id}", run=row, counts=counts,
                  episodes=episodes, pager=_pager(request, page, total), scenario=scenario,
-                 success=success, targets=json.loads(row.targets))
+                 success=success, targets=json.loads(row.targets),
+                 resumes=request.app.state.resumer is not None,
+                 criteria=sorted({r.criterion for r in st.labels_of(store, run_id=row.id)}),
+                 marks=st.regression_marks(store, row.id), poll_ms=request.app.state.poll_ms)
 
 
 async def run_report(request: Request) -> Response:
@@ -307,33 +483,103 @@ async def run_report(request: Request) -> Response:
     return response
 
 
-async def episode(request: Request) -> Response:
+async def run_progress(request: Request) -> Response:
+    """A run's counts as JSON, for the run page's poll (one query)."""
+    store = _store(request)
+    row = store.get_run(request.path_params["run_id"])  # NotFound: a 404 page
+    return JSONResponse(st.run_progress(store, row.id))
+
+
+async def episode(request: Request, code: int = 200, message: str = "",
+                  errors: list[str] | None = None) -> Response:
     store = _store(request)
     row = store.get_episode(request.path_params["episode_id"])  # NotFound: a 404 page
     result = store.load_episode(row.id)
     model_calls = sum(len(s.decision.model_calls) for s in result.steps)
     answers = [s for s in result.steps if s.checkpoint is not None and s.checkpoint.reviewed]
-    return _page(request, "episode.html.j2", title=f"Episode {row.id}", ep=row,
+    items = st.episode_reviews(store, row.run_id, row.key)
+    states = await request.app.state.states.get(row.id, row.run_id, result, items) \
+        if result.steps else None
+    return _page(request, "episode.html.j2", code, title=f"Episode {row.id}", ep=row,
                  result=result, model_calls=model_calls, answers=answers,
-                 items=st.episode_reviews(store, row.run_id, row.key))
+                 items=items, takeovers={i.step: _label(i.takeover) for i in items
+                                         if i.takeover},
+                 states=states, labels=st.labels_of(store, episode_id=row.id),
+                 criteria=criteria(store, row.run_id, result),
+                 mark=st.regression_mark(store, row.id), reviewer=_name(request),
+                 regressions=request.app.state.regressions, message=message,
+                 errors=errors or [])
 
 
-def create_app(db: str = st.DEFAULT_DB, token: str | None = None) -> Starlette:
-    """The app over the store at `db`; with `token`, every request must carry it."""
+async def reviewers(request: Request) -> Response:
+    """How reviewers do: their answers against the world's ground truth, and against each
+    other (second opinions)."""
+    from trialrun.analysis.reviewers import MEANINGS, reviewer_stats
+    from trialrun.review_agreement import MEANING, reviewer_agreement
+
+    store = _store(request)
+    run_id = request.query_params.get("run") or None
+    if run_id:
+        run_id = store.get_run(run_id).id
+    return _page(request, "reviewers.html.j2", title="Reviewers", run_id=run_id,
+                 rows=reviewer_stats(store, run_id), meanings=MEANINGS,
+                 agreement=reviewer_agreement(store, run_id), agreement_meaning=MEANING,
+                 pairs=st.second_opinion_pairs(store, run_id)[-50:],
+                 rate=request.app.state.second_rate)
+
+
+def create_app(db: str = st.DEFAULT_DB, token: str | None = None, *,
+               resume_answered: bool = False, regressions: str | Path = "regressions",
+               second_opinions: float = 0.1, resume_interval_s: float = 2.0,
+               poll_ms: int = 2000) -> Starlette:
+    """The app over the store at `db`; with `token`, every request must carry it. With
+    `resume_answered`, runs whose reviews are all answered go on by themselves (see
+    trialrun/web/resumer.py). Regression cases marked in the app are written to
+    `regressions`; `second_opinions` is the share of answered items offered to a second
+    reviewer."""
+    from contextlib import asynccontextmanager
+
+    from trialrun.web.labelling import golden, label, mark_regression
+    from trialrun.web.resumer import Resumer
+
+    store = Store(db)
+    resumer = Resumer(store, resume_interval_s) if resume_answered else None
+
+    @asynccontextmanager
+    async def lifespan(app: Starlette) -> Any:
+        if resumer is not None:
+            resumer.start()
+        try:
+            yield
+        finally:
+            if resumer is not None:
+                resumer.close()
+
     app = Starlette(routes=[
         Route("/", home),
         Route("/favicon.ico", favicon),
         Route("/login", login, methods=["GET", "POST"]),
         Route("/reviews", reviews),
+        Route("/reviewers", reviewers),
         Route("/reviews/{item_id}", review_item),
         Route("/reviews/{item_id}/answer", answer, methods=["POST"]),
+        Route("/reviews/{item_id}/second", second_opinion, methods=["POST"]),
         Route("/runs", runs),
         Route("/runs/{run_id}", run),
+        Route("/runs/{run_id}/progress", run_progress),
         Route("/runs/{run_id}/report", run_report),
+        Route("/runs/{run_id}/golden", golden),
         Route("/episodes/{episode_id}", episode),
+        Route("/episodes/{episode_id}/label", label, methods=["POST"]),
+        Route("/episodes/{episode_id}/regress", mark_regression, methods=["POST"]),
         Mount("/static", StaticFiles(directory=HERE / "static"), name="static"),
     ], middleware=[Middleware(_Guard, token=token)],
-        exception_handlers={NotFound: _not_found})
-    app.state.store = Store(db)
+        exception_handlers={NotFound: _not_found}, lifespan=lifespan)
+    app.state.store = store
     app.state.token = token
+    app.state.states = StateCache(store)
+    app.state.resumer = resumer
+    app.state.regressions = str(regressions)
+    app.state.second_rate = max(0.0, min(1.0, second_opinions))
+    app.state.poll_ms = poll_ms
     return app

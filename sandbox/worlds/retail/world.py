@@ -114,24 +114,59 @@ class RetailWorld(World):
 
     # --- set-up ----------------------------------------------------------------------
     def reset(self) -> Observation:
-        rng = self.rng
+        # The background store is drawn exactly as `rng.choice`/`rng.randint` would draw it
+        # (same calls, same order, same values), without their Python layers: the reset runs
+        # once an episode and was its costliest part.
+        below = _below(self.rng)
+        bits = self.rng.getrandbits
         self.customers: dict[str, dict[str, Any]] = {}
         self.orders: dict[str, dict[str, Any]] = {}
-        skus = [c[0] for c in CATALOG]
+        customers, orders = self.customers, self.orders
+        # `below(n)` inlined (draw n.bit_length() bits until the value is below n).
+        nf, kf = len(FIRST_NAMES), len(FIRST_NAMES).bit_length()
+        nl, kl = len(LAST_NAMES), len(LAST_NAMES).bit_length()
+        ns, ks = len(CATALOG_SKUS), len(CATALOG_SKUS).bit_length()
+        per = self.options.orders_per_customer
         n_order = 5000
         for i in range(self.options.customers):
             cid = f"C{1000 + i}"
-            first, last = rng.choice(FIRST_NAMES), rng.choice(LAST_NAMES)
-            self.customers[cid] = {
+            r = bits(kf)
+            while r >= nf:
+                r = bits(kf)
+            first = FIRST_NAMES[r]
+            r = bits(kl)
+            while r >= nl:
+                r = bits(kl)
+            last = LAST_NAMES[r]
+            r = bits(17)  # zip: 10000 + below(90000)
+            while r >= 90000:
+                r = bits(17)
+            mine: list[str] = []
+            customers[cid] = {
                 "id": cid, "name": f"{first} {last}",
                 "email": f"{first.lower()}.{last.lower()}{i}@example.com",
-                "zip": f"{rng.randint(10000, 99999)}", "orders": [],
+                "zip": f"{10000 + r}", "orders": mine,
             }
-            for _ in range(self.options.orders_per_customer):
+            for _ in range(per):
                 n_order += 1
-                self._add_order(cid, f"O{n_order}", [{"sku": rng.choice(skus), "qty": 1}],
-                                rng.choice(["pending", "processing", "delivered", "delivered"]),
-                                rng.randint(1, 90))
+                oid = f"O{n_order}"
+                r = bits(ks)
+                while r >= ns:
+                    r = bits(ks)
+                sku = CATALOG_SKUS[r]
+                r = bits(3)  # one of 4 statuses
+                while r >= 4:
+                    r = bits(3)
+                status = _BACKGROUND_STATUSES[r]
+                r = bits(7)  # days: 1 + below(90)
+                while r >= 90:
+                    r = bits(7)
+                days = 1 + r
+                orders[oid] = {"id": oid, "customer_id": cid, "items": [dict(_LINES[sku])],
+                               "total": _TOTALS[sku], "status": status,
+                               "days_since_delivery": days if status == "delivered" else None,
+                               "refunded": 0.0}
+                mine.append(oid)
         sc = self.spec.customer
         me = "C0001"
         self.customers[me] = {"id": me, "name": sc.name, "email": sc.email, "zip": sc.zip,
@@ -141,19 +176,21 @@ class RetailWorld(World):
                             o.days_since_delivery)
         # One seeded extra order, so that looking up the wrong order is always possible.
         extra = f"O{n_order + 1}"
-        self._add_order(me, extra, [{"sku": rng.choice(skus), "qty": 1}], "delivered",
-                        rng.randint(60, 120))
+        sku = CATALOG_SKUS[below(ns)]
+        self._add_order(me, extra, [{"sku": sku, "qty": 1}], "delivered", 60 + below(61))
         self.customer_id = me
         self.verified: str | None = None
         self.clarified = not self.ambiguous
         self.messages: list[str] = []
-        self.initial_orders = _copy_orders(self.orders)
+        # Orders are copied on write (`_apply`), so the untouched ones can be shared by the
+        # live table, this snapshot and the expected final state.
+        self.initial_orders = dict(self.orders)
         self.touched: set[str] = set()  # orders changed since reset: all a digest must cover
         self.expected = self._expected_resolution()
         # The text is what an LLM agent reads: the policy it must follow, then the customer.
-        return Observation(text=f"{self.policy_text()}\n\nCustomer: {self._opening_line()}",
-                           data={
-            "policy": self.policy_text(), "customer_message": self._opening_line(),
+        policy, opening = self.policy_text(), self._opening_line()
+        return Observation(text=f"{policy}\n\nCustomer: {opening}", data={
+            "policy": policy, "customer_message": opening,
             "request": self.spec.request.model_dump(),
             "customer": {"email": sc.email, "name": sc.name, "zip": sc.zip},
         })
@@ -211,7 +248,7 @@ class RetailWorld(World):
         action, facts = resolution(self.spec.request, self.orders[oid], self.products,
                                    self.options.refund_window_days,
                                    self.options.exchange_window_days)
-        expected_orders = _copy_orders(self.initial_orders)
+        expected_orders = dict(self.initial_orders)  # `_apply` copies what it changes
         if action:
             self._apply(expected_orders, action["tool"], action["args"])
         return {"order_id": oid, "action": action, "facts": facts, "orders": expected_orders}
@@ -256,7 +293,7 @@ class RetailWorld(World):
         Args:
             order_id: the order's id, e.g. "O-1201"
         """
-        return copy.deepcopy(self._verified_order(order_id))
+        return _copy_order(self._verified_order(order_id))
 
     @tool(seconds=15)
     def search_products(self, query: str) -> list[dict[str, Any]]:
@@ -346,7 +383,8 @@ class RetailWorld(World):
         the expected final state is built on."""
         if orders is self.orders:
             self.touched.add(args["order_id"])
-        o = orders[args["order_id"]]
+        # Copy on write: the tables share the orders nobody changed (see `reset`).
+        o = orders[args["order_id"]] = _copy_order(orders[args["order_id"]])
         if tool == "refund":
             o["refunded"] = round(o["refunded"] + float(args["amount"]), 2)
             o["status"] = "refunded" if o["refunded"] >= o["total"] - 1e-9 else o["status"]
@@ -467,7 +505,7 @@ class RetailWorld(World):
             want["args"]["order_id"]]
 
     def status(self) -> WorldStatus:
-        return WorldStatus()
+        return _OPEN  # the world never ends an episode itself (asked after every step)
 
     def outcome(self) -> dict[str, Any]:
         exp = self.expected
@@ -491,9 +529,8 @@ class RetailWorld(World):
         # Untouched orders are a function of the seed and the task, so hashing the seed and
         # the touched orders identifies the state as exactly as hashing everything, at a
         # fraction of the cost (the loop digests after every step).
-        blob = json.dumps([self.seed, {k: self.orders[k] for k in sorted(self.touched)},
-                           self.messages, self.verified, self.clarified],
-                          separators=(",", ":"))
+        blob = _compact_json([self.seed, {k: self.orders[k] for k in sorted(self.touched)},
+                              self.messages, self.verified, self.clarified])
         return hashlib.blake2b(blob.encode(), digest_size=8).hexdigest()
 
     def load_state(self, state: dict[str, Any]) -> None:
@@ -509,10 +546,33 @@ IRREVERSIBLE = frozenset(name for name, t in RetailWorld.declared_tools.items()
                          if t.spec.irreversible)
 
 
-def _copy_orders(orders: dict[str, Any]) -> dict[str, Any]:
-    """Copy of the orders table (flat dicts with one list of flat items): deepcopy is 10x
-    slower and this runs on every reset."""
-    return {k: {**o, "items": [dict(i) for i in o["items"]]} for k, o in orders.items()}
+def _copy_order(o: dict[str, Any]) -> dict[str, Any]:
+    """Copy of one order (a flat dict with one list of flat items): deepcopy is 10x slower."""
+    return {**o, "items": [dict(i) for i in o["items"]]}
+
+
+_OPEN = WorldStatus()
+_BACKGROUND_STATUSES = ("pending", "processing", "delivered", "delivered")
+# json.dumps(..., separators=(",", ":")) without building an encoder at every digest.
+_compact_json = json.JSONEncoder(separators=(",", ":")).encode
+# One catalog line and total per product, copied into each background order.
+_LINES = {sku: {"sku": sku, "name": n, "price": p, "qty": 1} for sku, n, p in CATALOG}
+_TOTALS = {sku: round(p * 1, 2) for sku, _n, p in CATALOG}
+
+
+def _below(rng: Any) -> Any:
+    """`rng._randbelow`, as `Random.choice` and `Random.randint` use it (CPython's
+    getrandbits rejection sampling): the same draws, a function call cheaper."""
+    bits = rng.getrandbits
+
+    def below(n: int) -> int:
+        k = n.bit_length()
+        r = bits(k)
+        while r >= n:
+            r = bits(k)
+        return r
+
+    return below
 
 
 def _same(a: Any, b: Any) -> bool:
