@@ -120,3 +120,26 @@ def test_two_resumes_of_one_run_the_second_says_busy(stored, tmp_path):
     again = trialrun("run", "--resume", run_id, "--db", store.url, "--no-progress",
                      cwd=tmp_path)
     assert again.returncode in (0, 1), again.stderr  # the holder died: free at once
+
+
+def test_a_run_whose_holder_died_is_listed_as_interrupted(stored):
+    """`trialrun runs` must not show a killed run as running forever: stored "running" with
+    its holder gone reads "interrupted" (what `--resume` is for); a live holder reads
+    "running"."""
+    store, run_id = stored
+
+    def listed() -> str:
+        out = subprocess.run([sys.executable, "-m", "trialrun.cli", "runs", "--db", store.url],
+                             capture_output=True, text=True, check=True,
+                             env={**os.environ, "COLUMNS": "200"}).stdout
+        return next(line for line in out.splitlines() if run_id in line)
+
+    store.set_status(run_id, "running")
+    holder = _hold(store, run_id)
+    try:
+        assert "running" in listed()
+    finally:
+        holder.send_signal(signal.SIGKILL)
+        holder.wait()
+    line = listed()
+    assert "interrupted" in line and "running" not in line

@@ -296,16 +296,19 @@ def runs(db: DbOption = DEFAULT_DB, limit: int = 20) -> None:
     from rich.table import Table
     from rich.text import Text
 
+    from trialrun.run_lock import shown_status
     from trialrun.store import Store
 
+    store = Store(db)
     t = Table()
     for col in ("run", "created", "status", "episodes", "success", "errors", "targets"):
         t.add_column(col)
-    for r, agg in Store(db).runs(limit):
+    for r, agg in store.runs(limit):
         n = agg["episodes"] - agg["errors"] - agg["paused"]  # scored episodes only
         rate = f"{100 * agg['successes'] / n:.1f}%" if n else "–"
-        t.add_row(r.id, r.created_at, r.status, f"{agg['episodes']}/{r.planned}", rate,
-                  str(agg["errors"]), Text(" ".join(json.loads(r.targets))))
+        t.add_row(r.id, r.created_at, shown_status(r, store.lease_s),
+                  f"{agg['episodes']}/{r.planned}", rate, str(agg["errors"]),
+                  Text(" ".join(json.loads(r.targets))))
     _console().print(t)
 
 

@@ -122,3 +122,15 @@ class RunLock:
     def __exit__(self, t: type[BaseException] | None, e: BaseException | None,
                  tb: TracebackType | None) -> None:
         self.release()
+
+
+def shown_status(row: object, lease_s: float) -> str:
+    """A run's status as people should read it: a run stored as "running" whose holder is
+    gone (killed, its lease lapsed) is "interrupted" — `--resume` goes on with it."""
+    status = getattr(row, "status", "")
+    if status != "running":
+        return status
+    owner, beat = getattr(row, "owner", None), getattr(row, "heartbeat", None)
+    if not owner or beat is None or beat < time.time() - lease_s or _gone(owner):
+        return "interrupted"
+    return status

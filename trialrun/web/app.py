@@ -441,8 +441,12 @@ async def second_opinion(request: Request) -> Response:
 
 async def runs(request: Request) -> Response:
     page = _int(request, "page")
-    rows, total = st.runs_page(_store(request), PAGE, (page - 1) * PAGE)
+    from trialrun.run_lock import shown_status
+
+    store = _store(request)
+    rows, total = st.runs_page(store, PAGE, (page - 1) * PAGE)
     return _page(request, "runs.html.j2", title="Runs", rows=rows,
+                 status={r.id: shown_status(r, store.lease_s) for r, _ in rows},
                  pager=_pager(request, page, total))
 
 
