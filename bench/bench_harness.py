@@ -1,6 +1,7 @@
 """Per-step harness overhead, episode throughput and peak memory of the local executor.
 
     python bench/bench_harness.py [--episodes 5000] [--repeats 3] [--big 50000]
+    python bench/bench_harness.py --baseline ../old-checkout [--episodes 3000 --big 20000]
 
 Prints, for the retail scenario with the scripted agent (full trajectories stored in SQLite):
 1. in this process (`workers=1`): episodes/s and µs per step, split into the world and agent's
@@ -15,6 +16,10 @@ Figures are medians of repeated runs. The machine is shared, so the in-process s
 time (`time.process_time`: time spent waiting for a busy machine's other processes does not
 count), and the end-to-end table gives the CPU time per episode (all processes) next to the
 wall-clock rate; compare ratios within one run.
+
+`--baseline DIR` measures another checkout of trialrun (e.g. the commit before a change) and
+this one in the same invocation, each measurement in fresh processes taking turns, and prints
+both with their ratio: on a busy machine only such ratios mean anything.
 """
 
 from __future__ import annotations
@@ -22,6 +27,7 @@ from __future__ import annotations
 import argparse
 import inspect
 import json
+import os
 import resource
 import statistics
 import subprocess
@@ -33,7 +39,8 @@ from typing import Any
 
 import anyio
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+if "TRIALRUN_BENCH_TREE" not in os.environ:  # a baseline's trialrun comes from PYTHONPATH
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from trialrun.agents.base import Agent  # noqa: E402
 from trialrun.runner import RunOptions, run_episodes  # noqa: E402
@@ -207,20 +214,33 @@ def one(episodes: int, workers: int, tmp: Path) -> dict[str, float]:
             "worker_mib": resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss * kib / 2**20}
 
 
-def harness_split(episodes: int, repeats: int, tmp: Path) -> None:
+def retail_split(episodes: int, tmp: Path, i: int = 0) -> tuple[float, int, int, float]:
+    """One stopwatched retail run in this process: (CPU s less the stopwatch's own cost,
+    episodes, steps, CPU s inside the world and the agent)."""
     from trialrun.sandbox.worlds.retail import RetailWorld, ScriptedRetailAgent
 
-    rows = []
-    for i in range(repeats):
-        loaded = [load_scenario_source(retail_source(episodes), "retail.yaml")]
-        watch = Stopwatch()
-        watch.wrap(RetailWorld, WORLD_METHODS)
-        watch.wrap(ScriptedRetailAgent, AGENT_METHODS)
-        try:
-            wall, eps, steps = timed_run(loaded, f"sqlite:///{tmp / f'retail{i}.db'}")
-        finally:
-            watch.restore()
-        rows.append((wall - watch.own_cost(), eps, steps, watch.seconds))
+    loaded = [load_scenario_source(retail_source(episodes), "retail.yaml")]
+    watch = Stopwatch()
+    watch.wrap(RetailWorld, WORLD_METHODS)
+    watch.wrap(ScriptedRetailAgent, AGENT_METHODS)
+    try:
+        wall, eps, steps = timed_run(loaded, f"sqlite:///{tmp / f'retail{i}.db'}")
+    finally:
+        watch.restore()
+    return wall - watch.own_cost(), eps, steps, watch.seconds
+
+
+def counter_us(length: int, tmp: Path, i: int = 0) -> float:
+    """µs per step (CPU, everything) of counter-world episodes `length` steps long."""
+    n_eps = max(5, 20_000 // length)
+    loaded = [load_scenario_source(COUNTER.format(length=length, episodes=n_eps),
+                                   f"counter{length}.yaml")]
+    w, _, steps = timed_run(loaded, f"sqlite:///{tmp / f'c{length}-{i}.db'}")
+    return 1e6 * w / steps
+
+
+def harness_split(episodes: int, repeats: int, tmp: Path) -> None:
+    rows = [retail_split(episodes, tmp, i) for i in range(repeats)]
     wall = statistics.median(r[0] for r in rows)
     inside = statistics.median(r[3] for r in rows)
     eps, steps = rows[0][1], rows[0][2]
@@ -237,15 +257,9 @@ def harness_split(episodes: int, repeats: int, tmp: Path) -> None:
 def flatness(repeats: int, tmp: Path) -> None:
     print("counter world: µs per step as episodes grow longer (in this process)")
     for length in (10, 100, 1000):
-        n_eps = max(5, 20_000 // length)
-        walls = []
-        for i in range(repeats):
-            loaded = [load_scenario_source(COUNTER.format(length=length, episodes=n_eps),
-                                           f"counter{length}.yaml")]
-            w, _, steps = timed_run(loaded, f"sqlite:///{tmp / f'c{length}-{i}.db'}")
-            walls.append(w / steps)
-        print(f"  {length:5d} steps/episode  {1e6 * statistics.median(walls):8.1f} µs/step "
-              f"({n_eps} episodes)")
+        walls = [counter_us(length, tmp, i) for i in range(repeats)]
+        print(f"  {length:5d} steps/episode  {statistics.median(walls):8.1f} µs/step "
+              f"({max(5, 20_000 // length)} episodes)")
 
 
 def end_to_end(sizes: list[tuple[int, int]], tmp: Path) -> None:
@@ -268,17 +282,90 @@ def end_to_end(sizes: list[tuple[int, int]], tmp: Path) -> None:
                   f"{med['worker_mib'] if workers > 1 else float('nan'):11.0f}")
 
 
+def section(name: str, size: int, tmp: Path) -> dict[str, float]:
+    """One measurement for `--baseline` (run in a fresh process): what `--section` prints."""
+    if name == "retail":
+        wall, eps, steps, inside = retail_split(size, tmp)
+        return {"harness_us": 1e6 * (wall - inside) / steps, "world_us": 1e6 * inside / steps,
+                "eps_per_cpu_s": eps / wall}
+    return {"us_per_step": counter_us(size, tmp)}
+
+
+def _tree_env(tree: Path, tmp: Path) -> dict[str, str]:
+    """The environment that makes `import trialrun` (here and in worker processes) load the
+    checkout at `tree`: its folders laid out as the installed package maps them."""
+    farm = Path(tempfile.mkdtemp(dir=tmp))
+    pkg = farm / "trialrun"
+    pkg.mkdir()
+    for sub, folder in (("", "trialrun"), ("sandbox", "sandbox"), ("scenarios", "scenarios"),
+                        ("agents", "agents"), ("graders", "graders"), ("replay", "replay")):
+        if not sub:
+            for entry in (tree / folder).iterdir():
+                if not (pkg / entry.name).exists():
+                    (pkg / entry.name).symlink_to(entry)
+        elif not (pkg / sub).exists() or (pkg / sub).is_symlink():
+            if (pkg / sub).is_symlink():
+                (pkg / sub).unlink()
+            (pkg / sub).symlink_to(tree / folder)
+    (farm / "bench").symlink_to(Path(__file__).resolve().parent)  # this bench, its worlds
+    return {**os.environ, "PYTHONPATH": str(farm), "TRIALRUN_BENCH_TREE": str(tree)}
+
+
+def compare(base: Path, args: argparse.Namespace, tmp: Path) -> None:
+    """Each measurement for the baseline checkout and this one, taking turns, in fresh
+    processes; medians and the ratio this/baseline."""
+    envs = {"baseline": _tree_env(base.resolve(), tmp), "this": dict(os.environ)}
+
+    def run(env: dict[str, str], argv: list[str]) -> dict[str, float]:
+        out = subprocess.run([sys.executable, __file__, *argv, tempfile.mkdtemp(dir=tmp)],
+                             env=env, capture_output=True, text=True)  # a store of its own
+        if out.returncode:
+            sys.exit(out.stderr)
+        return json.loads(out.stdout.strip().splitlines()[-1])
+
+    plan: list[tuple[str, list[str], int]] = [
+        (f"retail {args.episodes} eps, in-process", ["--section", "retail",
+                                                     str(args.episodes)], args.repeats)]
+    plan += [(f"counter {n} steps/episode", ["--section", "counter", str(n)], args.repeats)
+             for n in (10, 100, 1000)]
+    plan += [(f"end to end {n} planned, {w} worker(s)", ["--one", str(n), str(w)], reps)
+             for n, reps in ((args.episodes, args.repeats), (args.big, 1)) for w in (1, 2)]
+    print(f"baseline: {base}   this: {Path(__file__).resolve().parent.parent}")
+    print(f"  {'measurement':44s} {'metric':20s} {'baseline':>9} {'this':>9} {'ratio':>6}")
+    for label, argv, reps in plan:
+        runs: dict[str, list[dict[str, float]]] = {"baseline": [], "this": []}
+        for _ in range(reps):
+            for who, env in envs.items():
+                runs[who].append(run(env, argv))
+        keys = [k for k in runs["this"][0] if k in ("harness_us", "world_us", "us_per_step",
+                                                    "eps_per_s", "cpu_us_per_ep",
+                                                    "parent_cpu_us_per_ep")]
+        for k in keys:
+            b, t = (statistics.median(r[k] for r in runs[who]) for who in ("baseline", "this"))
+            print(f"  {label:44s} {k:20s} {b:9.1f} {t:9.1f} {t / b:6.2f}")
+            label = ""
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--episodes", type=int, default=5000)
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--big", type=int, default=50_000, help="the large plan (run once)")
+    ap.add_argument("--baseline", type=Path, help="another checkout to compare with")
     ap.add_argument("--one", nargs=3, help=argparse.SUPPRESS)  # EPISODES WORKERS TMPDIR
+    ap.add_argument("--section", nargs=3, help=argparse.SUPPRESS)  # NAME SIZE TMPDIR
     args = ap.parse_args()
     if args.one:
         print(json.dumps(one(int(args.one[0]), int(args.one[1]), Path(args.one[2]))))
         return
+    if args.section:
+        print(json.dumps(section(args.section[0], int(args.section[1]),
+                                 Path(args.section[2]))))
+        return
     tmp = Path(tempfile.mkdtemp())
+    if args.baseline:
+        compare(args.baseline, args, tmp)
+        return
     harness_split(args.episodes, args.repeats, tmp)
     flatness(args.repeats, tmp)
     end_to_end([(args.episodes, args.repeats), (args.big, 1)], tmp)

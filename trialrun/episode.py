@@ -16,7 +16,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any, Literal, NoReturn
 
 import anyio
 from pydantic import BaseModel
@@ -120,7 +120,9 @@ class Episode:
         self.task = plan.tasks[key.task]
         self.world: World = plan.new_world(key)
         self.agent = agent or plan.new_agent()
-        self.human = human or plan.new_human(key)
+        # The scenario's human is built when a checkpoint first asks it (most episodes never
+        # do; seeding its generator costs more than a step).
+        self._human = human
         prefix = plan.prefix_for(key) if agent is None and human is None else None
         if prefix is not None:  # a regression case that starts where the agent went wrong
             from trialrun.humans import HumanAnswer, RecordedHuman
@@ -133,6 +135,9 @@ class Episode:
         self.agent_label = agent_label or self.sc.agent.label
         self.correct_at = correct_at
         self.blocking = plan.world_cls.blocking
+        # An agent that keeps the base (no-op) `feedback` is not sent any: building it is
+        # most of what a step costs such an agent.
+        self.wants_feedback = type(self.agent).feedback is not Agent.feedback
         self.steps: list[Step] = []
         self.reviews = 0
         self.denials_in_row = 0
@@ -140,6 +145,19 @@ class Episode:
         self.cost = 0.0
         self.tokens = 0
         self.tools: dict[str, ToolSpec] = {}
+        # Per node: the graders that run at it and whether one reads the state (looked up
+        # once per episode, not per step).
+        self._graders: dict[str, tuple[tuple[Any, ...], bool]] = {}
+
+    @property
+    def human(self) -> Human:
+        if self._human is None:
+            self._human = self.plan.new_human(self.key)
+        return self._human
+
+    @human.setter
+    def human(self, human: Human) -> None:
+        self._human = human
 
     async def call(self, fn: Callable[..., Any], *args: Any) -> Any:
         """Call a world hook: in a worker thread for worlds that block on I/O."""
@@ -151,9 +169,13 @@ class Episode:
         fn = getattr(self.world, name)
         out = await anyio.to_thread.run_sync(fn, *args) if self.blocking else fn(*args)
         if not isinstance(out, returns):
-            raise InfraError(f"world {self.sc.world.type!r}: {name}() returned "
-                             f"{type(out).__name__}, expected {returns.__name__}")
+            self.broken(name, out, returns)
         return out
+
+    def broken(self, name: str, out: Any, returns: type) -> NoReturn:
+        """A world broke a hook's contract: a harness fault that names the hook."""
+        raise InfraError(f"world {self.sc.world.type!r}: {name}() returned "
+                         f"{type(out).__name__}, expected {returns.__name__}")
 
     # --- the loop ----------------------------------------------------------------------
     async def run(self) -> EpisodeResult:
@@ -189,7 +211,12 @@ class Episode:
                         if ended is not None:
                             end, note = ended
                             break
-                        obs = await self.hook("observe", Observation)
+                        if self.blocking:
+                            obs = await self.hook("observe", Observation)
+                        else:
+                            obs = self.world.observe()
+                            if not isinstance(obs, Observation):
+                                self.broken("observe", obs, Observation)
                         over = self.over_budget()
                         if over is not None:
                             end, note = EndReason.truncated, over
@@ -236,16 +263,22 @@ class Episode:
             return None
 
         assert to_run is not None
-        effect = Effect(ToolResult(ok=False, error=bad_call, fault="agent")) if bad_call \
-            else await self.execute(to_run)
+        effect = Effect(ToolResult(ok=False, error=bad_call, fault="agent")) \
+            if bad_call else await self.execute(to_run)
         await self.record(index, decision, verdict, effect.result,
                                  review.event if review else None, irreversible, ts)
         if effect.finished:
             return EndReason.finished, decision.text or "agent finished"
-        await self.agent.feedback(Feedback(
-            decision=decision, result=effect.result, human_answer=effect.human_reply,
-            executed=to_run if to_run is not decision else None))
-        status: WorldStatus = await self.hook("status", WorldStatus)
+        if self.wants_feedback:
+            await self.agent.feedback(Feedback(
+                decision=decision, result=effect.result, human_answer=effect.human_reply,
+                executed=to_run if to_run is not decision else None))
+        if self.blocking:
+            status: WorldStatus = await self.hook("status", WorldStatus)
+        else:
+            status = self.world.status()
+            if not isinstance(status, WorldStatus):
+                self.broken("status", status, WorldStatus)
         if status.done:
             return EndReason.terminated, status.reason
         return None
@@ -284,7 +317,8 @@ class Episode:
 
     async def judge(self, decision: Decision) -> Verdict | None:
         """The world's ground truth on the decision, before it takes effect."""
-        verdict = await self.call(self.world.judge, decision)
+        verdict = await self.call(self.world.judge, decision) if self.blocking \
+            else self.world.judge(decision)
         if verdict is not None and not isinstance(verdict, Verdict):
             raise InfraError(f"world {self.sc.world.type!r}: judge() returned "
                              f"{type(verdict).__name__}, expected Verdict or None")
@@ -354,8 +388,13 @@ class Episode:
             return Effect(None, finished=True)
         if kind == "tool_call":
             try:
-                result = await self.hook("execute", ToolResult, decision.node, decision.tool,
-                                         decision.args)
+                if self.blocking:
+                    result = await self.hook("execute", ToolResult, decision.node,
+                                             decision.tool, decision.args)
+                else:
+                    result = self.world.execute(decision.node, decision.tool, decision.args)
+                    if not isinstance(result, ToolResult):
+                        self.broken("execute", result, ToolResult)
             except ToolError as e:
                 result = ToolResult(ok=False, error=str(e), fault="agent")
             return Effect(result)
@@ -375,13 +414,16 @@ class Episode:
     async def grade(self, node: str, decision: Decision, verdict: Verdict | None,
                     result: ToolResult | None) -> list[Grade]:
         """The world's verdict, the node's graders, and `valid_call` for a rejected call."""
-        graders = self.plan.node_graders.get(node, ())
-        ctx = StepContext(node=node, decision=decision, verdict=verdict, result=result,
-                          task=self.task)
-        if any(g.needs_state for g in graders):
+        at = self._graders.get(node)
+        if at is None:
+            graders = self.plan.node_graders.get(node, ())
+            at = self._graders[node] = ((self.plan.world_grader, *graders),
+                                        any(g.needs_state for g in graders))
+        ctx = StepContext(node, decision, verdict, result, self.task)
+        if at[1]:
             ctx.state = await self.call(self.world.state)
         grades = []
-        for grader in (self.plan.world_grader, *graders):
+        for grader in at[0]:
             g = await grader.grade_step(ctx)
             if g is not None:
                 grades.append(g)
@@ -404,12 +446,15 @@ class Episode:
     async def record(self, index: int, decision: Decision, verdict: Verdict | None,
                      result: ToolResult | None, event: CheckpointEvent | None,
                      irreversible: bool, ts: float) -> Step:
+        digest = await self.call(self.world.digest) if self.blocking else self.world.digest()
+        now = self.world.clock.now
+        grades = await self.grade(decision.node, decision, verdict, result)
+        # One validated construction with every field: assigning fields afterwards costs
+        # more than the model itself.
         step = Step(index=index, node=decision.node, decision=decision, result=result,
                     checkpoint=event, help_needed=bool(verdict and verdict.help_needed),
-                    irreversible=irreversible, state_digest=await self.call(self.world.digest),
-                    sim_time=self.world.clock.now)
-        step.grades = await self.grade(decision.node, decision, verdict, result)
-        step.wall_us = int((time.perf_counter() - ts) * 1e6)
+                    irreversible=irreversible, state_digest=digest, sim_time=now,
+                    grades=grades, wall_us=int((time.perf_counter() - ts) * 1e6))
         self.steps.append(step)
         return step
 

@@ -158,16 +158,20 @@ def _in_memory(url: str) -> bool:
 
 
 async def run_with_retries(plan: ScenarioPlan, key: EpisodeKey, opts: ExecutorOptions,
-                           paused: EpisodeResult | None = None) -> EpisodeResult:
+                           paused: EpisodeResult | None = None,
+                           run: Callable[[], Awaitable[EpisodeResult]] | None = None
+                           ) -> EpisodeResult:
     """One episode; infrastructure faults retried, then returned as an `error` episode.
-    `paused`: the record of this episode's pause for a reviewer, replayed before it goes on."""
+    `paused`: the record of this episode's pause for a reviewer, replayed before it goes on;
+    `run`: how to run it instead (e.g. a fork: a recorded prefix, then a changed agent)."""
     last = ""
     attempt = 0
     for attempt in range(1, opts.max_attempts + 1):
         try:
-            result = await (run_episode(plan, key) if paused is None
-                            else resume_paused(plan, key, paused))
-            result.attempts = attempt
+            result = await (run() if run is not None else run_episode(plan, key)
+                            if paused is None else resume_paused(plan, key, paused))
+            if result.attempts != attempt:  # a model's assignment costs more than a compare
+                result.attempts = attempt
             return result
         except SandboxUnavailable as e:  # no engine or no image: retrying will not help
             last = f"sandbox unavailable: {e}"

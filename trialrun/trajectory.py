@@ -160,10 +160,13 @@ class Step(BaseModel):
     @property
     def passed(self) -> bool | None:
         """Node verdict from trusted grades; None when no grader looked at this step."""
-        trusted = [g for g in self.grades if g.trust == Trust.trusted]
-        if not trusted:
-            return None
-        return all(g.passed for g in trusted)
+        verdict = None  # read for every step by the store and `first_error`: one pass
+        for g in self.grades:
+            if g.trust == Trust.trusted:
+                if not g.passed:
+                    return False
+                verdict = True
+        return verdict
 
 
 class EpisodeKey(BaseModel):
