@@ -20,8 +20,10 @@ from typing import Any
 
 from pydantic import BaseModel
 
+from trialrun.agents.self_driving import CannotAdopt
 from trialrun.episode import run_episode
 from trialrun.errors import InfraError, TrialrunError
+from trialrun.executors import ExecutorOptions, run_with_retries
 from trialrun.humans import RecordedHuman
 from trialrun.plan import ScenarioPlan
 from trialrun.replay.counterfactual import attribute_episode
@@ -45,6 +47,7 @@ class ForkResult(BaseModel):
     parent_success: bool | None
     success: bool | None
     prefix_identical: bool  # the replayed prefix matched the record step for step
+    error: str | None = None  # an infrastructure error, retried: the fork is not scored
 
     @property
     def rescued(self) -> bool:
@@ -78,11 +81,14 @@ async def _fork_one(parent: EpisodeResult, plan: ScenarioPlan, k: int) -> Episod
     agent = RecordedAgent([s.decision for s in prefix], then=plan.new_agent())
     human = RecordedHuman(recorded_answers(parent)[:reviews],
                           then=plan.new_human(parent.key, salt=f"fork:{k}"))
-    key = EpisodeKey(scenario=plan.scenario.name, task=parent.key.task, seed=parent.key.seed,
-                     trial=parent.key.trial)
-    result = await run_episode(plan, key, agent=agent, human=human,
+    result = await run_episode(plan, _fork_key(parent, plan), agent=agent, human=human,
                                agent_label=plan.scenario.agent.label)
     return result.model_copy(update={"fork_at": k})
+
+
+def _fork_key(parent: EpisodeResult, plan: ScenarioPlan) -> EpisodeKey:
+    return EpisodeKey(scenario=plan.scenario.name, task=parent.key.task, seed=parent.key.seed,
+                      trial=parent.key.trial)
 
 
 def _identical(parent: EpisodeResult, fork: EpisodeResult, k: int) -> bool:
@@ -110,8 +116,11 @@ async def fork_episodes(store: Store, episode_ids: list[str], at: int | str,
     for run_id in run_ids:
         for name, sp in plan_to_rerun(store, run_id, "forked").scenarios.items():
             parents[(run_id, name)] = sp
-            plans[(run_id, name)] = sp if agent is None else ScenarioPlan.build(
-                agent_variants([sp.loaded], [agent])[0])
+            try:
+                plans[(run_id, name)] = sp if agent is None else ScenarioPlan.build(
+                    agent_variants([sp.loaded], [agent])[0])
+            except ValueError as e:  # the agent does not resolve or its params do not fit
+                raise ForkError(f"--agent {e}") from None
     sources = {p.scenario.name: p.loaded.source for p in plans.values()}
     fork_run = store.create_run(
         [f"fork {e}" for e in episode_ids], sources, len(episode_ids),
@@ -122,16 +131,30 @@ async def fork_episodes(store: Store, episode_ids: list[str], at: int | str,
             parent = store.load_episode(ep_id)
             k = await fork_point(store, parents[(row.run_id, row.scenario)], ep_id, parent, at)
             plan = plans[(row.run_id, row.scenario)]
-            try:
-                with use_judge_cache(JudgeCache(store)):  # the prefix's judge answers, free
-                    fork = await _fork_one(parent, plan, k)
-            except InfraError as e:
-                raise ForkError(f"fork of {ep_id} at step {k}: {e}") from None
-            fork = fork.model_copy(update={"parent": ep_id})
+            refused: list[str] = []  # an agent that cannot take over a prefix: say so, stop
+
+            async def attempt(parent: EpisodeResult = parent, plan: ScenarioPlan = plan,
+                              k: int = k, refused: list[str] = refused) -> EpisodeResult:
+                try:
+                    return await _fork_one(parent, plan, k)
+                except InfraError as e:
+                    if isinstance(e.__cause__, CannotAdopt):
+                        refused.append(str(e))
+                    raise
+
+            with use_judge_cache(JudgeCache(store)):  # the prefix's judge answers, free
+                # A model or container fault is retried, then stored as this fork's error
+                # (never scored); the other forks go on.
+                fork = await run_with_retries(plan, _fork_key(parent, plan), ExecutorOptions(),
+                                              run=attempt)
+            if refused:
+                raise ForkError(f"fork of {ep_id} at step {k}: {refused[0]}")
+            fork = fork.model_copy(update={"parent": ep_id, "fork_at": k})
             fork_id = store.save_episode(fork_run, fork)
             res = ForkResult(parent_id=ep_id, episode_id=fork_id, at=k,
                              parent_success=parent.success, success=fork.success,
-                             prefix_identical=_identical(parent, fork, k))
+                             prefix_identical=fork.error is not None
+                             or _identical(parent, fork, k), error=fork.error)
             out.append(res)
             if on_fork:
                 on_fork(res)

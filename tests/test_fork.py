@@ -5,6 +5,7 @@ failure exactly; an LLM fork makes no model call for the replayed prefix."""
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import anyio
 import pytest
@@ -13,8 +14,11 @@ import yaml
 from tests.fake_openai import FakeOpenAI, finish, tool
 from tests.helpers import RETAIL, run_scenarios, run_source
 from tests.test_cli import trialrun
+from trialrun.agents.base import AgentError
 from trialrun.replay.fork import ForkError, fork_episodes
+from trialrun.sandbox.worlds.retail import ScriptedRetailAgent
 
+ROOT = Path(__file__).resolve().parents[1]
 CLEAN = {"type": "scripted:retail", "params": {"error_rates": {}}}
 
 
@@ -130,3 +134,44 @@ def test_the_cli_forks_a_runs_failures_and_shows_a_fork_beside_its_parent(tmp_pa
     assert bad.returncode == 2 and "add --failed" in bad.stderr
     bad = cli("fork", failed[0], "--at", "somewhere", "--db", db)
     assert bad.returncode == 2 and "expected a step number" in bad.stderr
+
+
+class FlakyFixedAgent(ScriptedRetailAgent):
+    """The fixed agent behind a model API that fails on its first call of each fork."""
+
+    calls = 0
+
+    async def decide(self, obs):
+        FlakyFixedAgent.calls += 1
+        if FlakyFixedAgent.calls == 1:
+            raise AgentError("429 Too Many Requests")
+        return await super().decide(obs)
+
+
+class DownAgent(ScriptedRetailAgent):
+    async def decide(self, obs):
+        raise AgentError("model API unreachable")
+
+
+def test_a_fork_that_hits_an_infrastructure_fault_is_retried_and_never_scored(
+        store, failed_run, tmp_path):
+    """A model fault during a fork is retried like a run's; one that persists is stored as
+    that fork's error, counts as neither rescued nor not, and the command exits 3."""
+    run_id, failed = failed_run
+    FlakyFixedAgent.calls = 0
+    _, [res] = anyio.run(lambda: fork_episodes(store, failed[:1], "first-error", {
+        "type": "tests.test_fork:FlakyFixedAgent", "params": {"error_rates": {}}}))
+    fork = store.load_episode(res.episode_id)
+    assert res.rescued and res.error is None and fork.attempts == 2
+    out = trialrun("fork", failed[0], "--at", "first-error", "--agent",
+                   "{type: 'tests.test_fork:DownAgent'}", "--json", str(tmp_path / "f.json"),
+                   "--db", store.url, cwd=ROOT)  # the agent is this module's
+    assert out.returncode == 3, out.stderr
+    assert "infrastructure error" in out.stderr and "unreachable" in out.stderr
+    bad = trialrun("fork", failed[0], "--agent", "{type: 'tests.test_fork:NoSuchAgent'}",
+                   "--db", store.url, cwd=ROOT)
+    assert bad.returncode == 2 and "NoSuchAgent" in bad.stderr and "Traceback" not in bad.stderr
+    data = json.loads((tmp_path / "f.json").read_text())
+    assert data["rescued"]["n"] == 0 and data["forks"][0]["success"] is None
+    stored = store.load_episode(data["forks"][0]["episode_id"])
+    assert stored.end_reason == "error" and stored.success is None

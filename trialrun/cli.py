@@ -636,7 +636,8 @@ def fork(
     if len(results) == 1:
         r = results[0]
         render_fork(store.load_episode(r.parent_id), store.load_episode(r.episode_id), console)
-    failed_parents = [r for r in results if r.parent_success is False]
+    # A fork that hit an infrastructure error has no outcome: it counts for nothing.
+    failed_parents = [r for r in results if r.parent_success is False and r.error is None]
     rescued = Proportion.of(sum(r.rescued for r in failed_parents), len(failed_parents))
     if rescued.n:
         console.print(f"{LABELS['rescued']}: {rescued.k} of {rescued.n} ({rescued.rate:.0%}, "
@@ -653,6 +654,11 @@ def fork(
         json_out.write_text(json.dumps({
             "fork_run": fork_run, "rescued": rescued.model_dump(),
             "forks": [r.model_dump() | {"rescued": r.rescued} for r in results]}, indent=2))
+    errored = [r for r in results if r.error is not None]
+    if errored:  # docs/ci.md: exit 3 is infrastructure
+        _err(f"{len(errored)} fork(s) hit an infrastructure error after retries and are not "
+             f"scored (first: {errored[0].parent_id}: {errored[0].error.splitlines()[0]})")
+        raise typer.Exit(3)
 
 
 review_app = typer.Typer(help="The review queue: decisions waiting for a real reviewer "
