@@ -184,9 +184,50 @@ async def run_with_retries(plan: ScenarioPlan, key: EpisodeKey, opts: ExecutorOp
             last = f"harness: {type(e).__name__}: {e}\n{traceback.format_exc(limit=6)}"
         if attempt < opts.max_attempts:
             await anyio.sleep(opts.retry_backoff_s * 2 ** (attempt - 1))
+    return infra_error_result(plan, key, last, attempt)
+
+
+def infra_error_result(plan: ScenarioPlan, key: EpisodeKey, error: str, attempts: int
+                       ) -> EpisodeResult:
+    """An episode that infrastructure faults kept from ending: recorded, never scored, run
+    again by `--resume`."""
     return EpisodeResult(key=key, agent=plan.scenario.agent.label, end_reason=EndReason.error,
-                         success=None, error=last, attempts=attempt, policy=plan.policy_label,
+                         success=None, error=error, attempts=attempts, policy=plan.policy_label,
                          end_note="infrastructure error")
+
+
+# An episode run away from the store (a worker process, a Ray actor) travels back as its
+# summary (no steps), its store rows built where it ran (so the one writer only inserts them)
+# and, when the driver keeps whole results, its JSON.
+Shipped = tuple[dict[str, Any], Any, str | None]
+_HEAVY = ("steps", "outcome_grades")  # left out of the summary
+
+
+async def run_to_ship(plan: RunPlan, key: EpisodeKey, run_id: str, opts: ExecutorOptions,
+                      paused: str | None = None, lost: int = 0) -> Shipped:
+    """Run one episode in a worker (`run_with_retries`) and pack it to send back. `paused`:
+    the JSON of its pause record; `lost`: tries already lost with workers that died."""
+    from trialrun.store import episode_rows
+
+    sandbox_labels.set({"run": run_id, "episode": str(key)})
+    result = await run_with_retries(
+        plan.scenarios[key.scenario], key, opts,
+        EpisodeResult.model_validate_json(paused) if paused is not None else None)
+    result.attempts += lost  # tries lost with a worker count as tries
+    light = {k: v for k, v in result.__dict__.items() if k not in _HEAVY}
+    return light, episode_rows(run_id, result), (
+        result.model_dump_json() if opts.full_results else None)
+
+
+def shipped_result(shipped: Shipped) -> EpisodeResult:
+    """The driver's side of `run_to_ship`: what `on_result` stores, rows included."""
+    light, rows, full = shipped
+    # The heavy fields given, not defaulted: pydantic inspects a default factory's signature
+    # on every model_construct (~0.25 ms each).
+    result = EpisodeResult.model_validate_json(full) if full is not None \
+        else EpisodeResult.model_construct(**light, steps=[], outcome_grades=[])
+    result._rows = rows
+    return result
 
 
 async def resume_paused(plan: ScenarioPlan, key: EpisodeKey, paused: EpisodeResult

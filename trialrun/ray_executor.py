@@ -41,16 +41,22 @@ import anyio
 from pydantic import Field
 
 from trialrun.errors import BadInput, InfraError
-from trialrun.executors import Executor, ExecutorOptions, OnResult, run_with_retries
+from trialrun.executors import (
+    Executor,
+    ExecutorOptions,
+    OnResult,
+    infra_error_result,
+    run_to_ship,
+    shipped_result,
+)
 from trialrun.plan import RunPlan
 from trialrun.registry import register
-from trialrun.trajectory import EndReason, EpisodeKey, EpisodeResult
+from trialrun.trajectory import EpisodeKey, EpisodeResult
 
 log = logging.getLogger("trialrun")
 
 INSTALL = "the ray executor needs Ray: pip install 'trialrun[ray]'"
 _WAIT_S = 0.5  # longest the driver blocks in ray.wait (a cancelled run stops within this)
-_HEAVY = ("steps", "outcome_grades")  # left out of the summary a result comes back as
 READY_TIMEOUT_S = 300.0  # for the workers to start (an autoscaler may be adding nodes)
 
 
@@ -318,30 +324,17 @@ class _Dispatch:
                     delay = self.opts.retry_backoff_s * 2 ** (lost - 1)
                     self.retry.append((time.monotonic() + delay, key, lost))
                 else:
-                    await self._deliver(lost_result(self.plan, key, why, lost))
+                    await self._deliver(infra_error_result(
+                        self.plan.scenarios[key.scenario], key, why, lost))
             self.retry = deque(sorted(self.retry, key=lambda r: r[0]))
             return
-        for light, rows, full in payloads:
-            # The heavy fields given, not defaulted: pydantic inspects a default factory's
-            # signature on every model_construct (~0.25 ms each).
-            result = EpisodeResult.model_validate_json(full) if full is not None \
-                else EpisodeResult.model_construct(**light, steps=[], outcome_grades=[])
-            result._rows = rows
-            await self._deliver(result)
+        for shipped in payloads:
+            await self._deliver(shipped_result(shipped))
 
     async def _deliver(self, result: EpisodeResult) -> None:
         out = self.on_result(result)
         if out is not None:
             await out
-
-
-def lost_result(plan: RunPlan, key: EpisodeKey, error: str, attempts: int) -> EpisodeResult:
-    """An episode whose worker died under it every time: an infrastructure error, shaped as
-    `run_with_retries` shapes one, never scored."""
-    sp = plan.scenarios[key.scenario]
-    return EpisodeResult(key=key, agent=sp.scenario.agent.label, end_reason=EndReason.error,
-                         success=None, error=error, attempts=attempts, policy=sp.policy_label,
-                         end_note="infrastructure error")
 
 
 # --- the worker's side: a Ray actor (wrapped with ray.remote at run time) ------------------
@@ -370,22 +363,13 @@ class EpisodeWorker:
         them) and, if the driver keeps whole results, its JSON."""
         from trialrun.agents.tape import use_tape
         from trialrun.graders.judge import use_judge_cache
-        from trialrun.sandbox.backend import sandbox_labels
         from trialrun.scope import EpisodeScope, episode_scope
-        from trialrun.store import episode_rows
 
         out: list[Any] = [None] * len(keys)
 
         async def one(i: int, key: EpisodeKey, lost: int) -> None:
-            sandbox_labels.set({"run": self.run_id, "episode": str(key)})
-            record = paused.get(str(key))
-            result = await run_with_retries(
-                self.plan.scenarios[key.scenario], key, self.options,
-                EpisodeResult.model_validate_json(record) if record else None)
-            result.attempts += lost  # tries lost with a worker count as tries
-            light = {k: v for k, v in result.__dict__.items() if k not in _HEAVY}
-            out[i] = (light, episode_rows(self.run_id, result),
-                      result.model_dump_json() if self.options.full_results else None)
+            out[i] = await run_to_ship(self.plan, key, self.run_id, self.options,
+                                       paused.get(str(key)) or None, lost)
 
         token = episode_scope.set(EpisodeScope(store=self.store, run_id=self.run_id))
         try:
@@ -438,4 +422,4 @@ class WorkerStore:
 
 
 __all__ = ["INSTALL", "EpisodeWorker", "RayExecutor", "RayOptions", "import_ray",
-           "lost_result", "shared_store_url"]
+           "shared_store_url"]

@@ -30,17 +30,21 @@ from typing import Any
 
 import anyio
 
-from trialrun.executors import ExecutorOptions, OnResult, run_with_retries
+from trialrun.executors import (
+    ExecutorOptions,
+    OnResult,
+    infra_error_result,
+    run_to_ship,
+    shipped_result,
+)
 from trialrun.plan import RunPlan
-from trialrun.trajectory import EndReason, EpisodeKey, EpisodeResult
+from trialrun.trajectory import EpisodeKey
 
 log = logging.getLogger("trialrun")
 
 # Results go back in batches: at most this many, or this long after the first one waits.
 BATCH = 32
 BATCH_DELAY_S = 0.05
-# The summary of an episode the parent needs without its steps (progress, counts).
-_HEAVY = ("steps", "outcome_grades")
 
 
 class WorkerPool:
@@ -162,12 +166,10 @@ class WorkerPool:
                 proc, conn = await self._replace(slot, proc, inflight, alone, on_result)
                 alone = None
                 continue
-            for light, rows, full in msg[1]:
-                if inflight.pop(str(light["key"]), None) is alone:
+            for shipped in msg[1]:
+                result = shipped_result(shipped)
+                if inflight.pop(str(result.key), None) is alone:
                     alone = None
-                result = EpisodeResult.model_validate_json(full) if full is not None \
-                    else EpisodeResult(**light)
-                result._rows = rows
                 out = on_result(result)
                 if out is not None:
                     await out
@@ -193,12 +195,10 @@ class WorkerPool:
             if deaths < self.options.max_attempts:
                 self.suspects.append(alone)
             else:
-                sp = self.plan.scenarios[alone.scenario]
-                out = on_result(EpisodeResult(
-                    key=alone, agent=sp.scenario.agent.label, end_reason=EndReason.error,
-                    success=None, attempts=deaths, policy=sp.policy_label,
-                    error=f"the worker process running this episode died (exit code {code}), "
-                          f"{deaths} time(s)", end_note="infrastructure error"))
+                out = on_result(infra_error_result(
+                    self.plan.scenarios[alone.scenario], alone,
+                    f"the worker process running this episode died (exit code {code}), "
+                    f"{deaths} time(s)", deaths))
                 if out is not None:
                     await out
         inflight.clear()
@@ -254,9 +254,7 @@ def worker_main(read_fd: int, write_fd: int) -> None:
 
 async def _serve(conn: Any) -> None:
     from trialrun.executors import ExecutorOptions
-    from trialrun.sandbox.backend import sandbox_labels
     from trialrun.scope import EpisodeScope, episode_scope
-    from trialrun.store import episode_rows
 
     _, path, sources, overrides, limit, run_id, url, opts = conn.recv()
     sys.path[:] = path  # the parent's: plugins named `module:Class` import alike
@@ -309,15 +307,7 @@ async def _serve(conn: Any) -> None:
     async def work() -> None:
         async for key, paused in receive:
             busy[0] += 1
-            sandbox_labels.set({"run": run_id, "episode": str(key)})
-            result = await run_with_retries(
-                plan.scenarios[key.scenario], key, options,
-                EpisodeResult.model_validate_json(paused) if paused is not None else None)
-            # Rows are built here, in parallel: the writer only inserts them.
-            rows = episode_rows(run_id, result)
-            light = {k: v for k, v in result.__dict__.items() if k not in _HEAVY}
-            full = result.model_dump_json() if options.full_results else None
-            outbox.append((light, rows, full))
+            outbox.append(await run_to_ship(plan, key, run_id, options, paused))
             busy[0] -= 1
             now = time.monotonic()
             if len(outbox) == 1:
