@@ -1,6 +1,11 @@
 """Analysis speed and memory on large stored runs.
 
     python bench/bench_analysis.py [--episodes 100000 1000000] [--repeats N] [--dir DIR]
+                                   [--step-table]
+
+--step-table also measures the same store read as runs stored before `episode.step_arrays`
+(every step from the step table), for the ratio. A kept store without packed steps is
+generated again.
 
 Runs a few hundred real retail episodes (errors at several nodes, checkpoints, asks), then
 copies their stored rows in bulk (executemany, one transaction per 50,000 episodes) under
@@ -101,16 +106,18 @@ def generate(path: Path, episodes: int) -> str:
 
 
 def stored_run(path: Path) -> tuple[str, int] | None:
-    """The run a kept store holds, and its episode count."""
+    """The run a kept store holds, and its episode count (None if its episodes have no
+    packed steps: written before `episode.step_arrays`, it is generated again)."""
     if not path.exists():
         return None
     try:
         con = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
-        row = con.execute("SELECT run_id, count(*) FROM episode GROUP BY run_id").fetchone()
+        row = con.execute("SELECT run_id, count(*), count(step_arrays) FROM episode "
+                          "GROUP BY run_id").fetchone()
         con.close()
     except sqlite3.Error:
         return None
-    return (row[0], row[1]) if row else None
+    return (row[0], row[1]) if row and row[2] == row[1] else None
 
 
 def peak_mb() -> float:
@@ -124,8 +131,10 @@ def peak_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
-def measure(url: str, run_id: str) -> dict[str, float]:
-    """One `trialrun report --json --html`, timed stage by stage (run in a fresh process)."""
+def measure(url: str, run_id: str, packed: bool = True) -> dict[str, float]:
+    """One `trialrun report --json --html`, timed stage by stage (run in a fresh process).
+    `packed` False: steps read from the step table, as for episodes stored before
+    `episode.step_arrays`."""
     import io
 
     from rich.console import Console
@@ -138,6 +147,7 @@ def measure(url: str, run_id: str) -> dict[str, float]:
     from trialrun.store import Store
 
     store = Store(url)
+    store._READ_PACKED = packed
     base_mb = peak_mb()
     out: dict[str, float] = {}
     t = time.perf_counter()
@@ -175,10 +185,15 @@ def main() -> None:
                     help="measurements per size (default 3 up to 100,000 episodes, else 1)")
     ap.add_argument("--dir", type=Path, default=Path("/tmp/trialrun-bench"),
                     help="where the generated stores are kept")
-    ap.add_argument("--measure", nargs=2, metavar=("URL", "RUN_ID"), help=argparse.SUPPRESS)
+    ap.add_argument("--step-table", action="store_true",
+                    help="also measure reading every step from the step table (as for runs "
+                         "stored before episode.step_arrays), for the ratio")
+    ap.add_argument("--measure", nargs=3, metavar=("URL", "RUN_ID", "PACKED"),
+                    help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.measure:
-        print(json.dumps(measure(*args.measure)))
+        url, run_id, packed = args.measure
+        print(json.dumps(measure(url, run_id, packed == "packed")))
         return
     for n in args.episodes:
         path = args.dir / f"analysis-{n}.db"
@@ -189,31 +204,37 @@ def main() -> None:
             have = stored_run(path)
         assert have is not None
         repeats = args.repeats or (3 if n <= 100_000 else 1)
-        runs = []
-        for _ in range(repeats):
-            # the file from disk cache, as a user's second `trialrun report` finds it
-            res = subprocess.run([sys.executable, __file__, "--measure", f"sqlite:///{path}",
-                                  have[0]], capture_output=True, text=True)
-            if res.returncode:
-                sys.exit(f"measurement failed:\n{res.stderr[-3000:]}")
-            runs.append(json.loads(res.stdout.strip().splitlines()[-1]))
+        for mode in ("packed", "step-table") if args.step_table else ("packed",):
+            report(path, have[0], mode, repeats)
 
-        def med(k: str, runs: list[dict[str, float]] = runs) -> float:
-            return statistics.median(r[k] for r in runs)
 
-        r0 = runs[0]
-        print(f"{int(r0['episodes'])} episodes, {int(r0['steps'])} steps "
-              f"(median of {repeats}; success {r0['success']:.3f})")
-        print(f"  load             {med('load'):7.2f} s")
-        print(f"  analyse          {med('analyse'):7.2f} s")
-        print(f"  load + analyse   {med('load') + med('analyse'):7.2f} s")
-        print(f"  judges section   {med('judges'):7.2f} s")
-        print(f"  terminal report  {med('terminal'):7.2f} s")
-        print(f"  JSON             {med('json'):7.2f} s  ({med('json_kb'):.0f} KiB)")
-        print(f"  HTML             {med('html'):7.2f} s  ({med('html_kb'):.0f} KiB)")
-        print(f"  peak memory      {med('analyse_mb'):7.0f} MB  loading and analysing (after "
-              f"imports {med('base_mb'):.0f} MB, after load {med('load_mb'):.0f} MB); "
-              f"{med('peak_mb'):.0f} MB with the judges section and rendering", flush=True)
+def report(path: Path, run_id: str, mode: str, repeats: int) -> None:
+    """Medians of `repeats` measurements, each in a fresh process."""
+    runs = []
+    for _ in range(repeats):
+        # the file from disk cache, as a user's second `trialrun report` finds it
+        res = subprocess.run([sys.executable, __file__, "--measure", f"sqlite:///{path}",
+                              run_id, mode], capture_output=True, text=True)
+        if res.returncode:
+            sys.exit(f"measurement failed:\n{res.stderr[-3000:]}")
+        runs.append(json.loads(res.stdout.strip().splitlines()[-1]))
+    def med(k: str, runs: list[dict[str, float]] = runs) -> float:
+        return statistics.median(r[k] for r in runs)
+
+    r0 = runs[0]
+    print(f"{int(r0['episodes'])} episodes, {int(r0['steps'])} steps, steps read from "
+          f"{'episode.step_arrays' if mode == 'packed' else 'the step table'} "
+          f"(median of {repeats}; success {r0['success']:.3f})")
+    print(f"  load             {med('load'):7.2f} s")
+    print(f"  analyse          {med('analyse'):7.2f} s")
+    print(f"  load + analyse   {med('load') + med('analyse'):7.2f} s")
+    print(f"  judges section   {med('judges'):7.2f} s")
+    print(f"  terminal report  {med('terminal'):7.2f} s")
+    print(f"  JSON             {med('json'):7.2f} s  ({med('json_kb'):.0f} KiB)")
+    print(f"  HTML             {med('html'):7.2f} s  ({med('html_kb'):.0f} KiB)")
+    print(f"  peak memory      {med('analyse_mb'):7.0f} MB  loading and analysing (after "
+          f"imports {med('base_mb'):.0f} MB, after load {med('load_mb'):.0f} MB); "
+          f"{med('peak_mb'):.0f} MB with the judges section and rendering", flush=True)
 
 
 if __name__ == "__main__":

@@ -93,6 +93,7 @@ def test_text_holding_the_separator_is_read_the_slow_way(tmp_path):
     run = run_scenarios(store, [RETAIL / "refund_in_window.yaml"], seeds=4)
     with sqlite3.connect(tmp_path / "runs.db") as db:
         db.execute("UPDATE step SET node = 'res\x1eolve' WHERE node = 'resolve'")
+        db.execute("UPDATE episode SET step_arrays = NULL")  # as stored before packing
     e, s = store.run_arrays(run.run_id, ["id"], ["node"])
     assert "res\x1eolve" in set(s["node"])
     same((e, s)[1], generic(store, run.run_id, ["id"], ["node"])[1])
@@ -122,6 +123,156 @@ def test_the_analysis_does_not_depend_on_the_ids_or_the_storage_order(tmp_path):
         assert list(x) == list(y) if x.dtype == object else np.array_equal(
             x, y, equal_nan=True), name
     assert summarize(before).model_dump_json() == summarize(after).model_dump_json()
+
+
+def unpack(db_path: Path | str, where: str = "1") -> int:
+    """Episodes made as stored before `episode.step_arrays` existed (or by an importer):
+    their packed steps removed. How many."""
+    with sqlite3.connect(db_path) as db:
+        return db.execute(f"UPDATE episode SET step_arrays = NULL WHERE {where}").rowcount
+
+
+def report_json(store: Store, run_id: str) -> str:
+    return summarize(load_run(store, run_id)).model_dump_json()
+
+
+def loaded_alike(a, b) -> None:
+    for name, x in vars(a).items():
+        y = getattr(b, name)
+        if isinstance(x, np.ndarray):
+            assert x.dtype == y.dtype, name
+            assert list(x) == list(y) if x.dtype == object else np.array_equal(
+                x, y, equal_nan=True), name
+        elif name != "_codes":
+            assert x == y, name
+
+
+@pytest.fixture(scope="module")
+def packed(tmp_path_factory):
+    """A run with every kind of step (errors, checkpoints, asks, unconfident finishes)."""
+    path = tmp_path_factory.mktemp("packed") / "runs.db"
+    store = Store(f"sqlite:///{path}")
+    run = run_scenarios(store, [RETAIL / "known_error_rates.yaml",
+                                RETAIL / "ambiguous_refund.yaml",
+                                RETAIL / "clear_always_ask.yaml"], seeds=20, trials=2)
+    return path, run.run_id
+
+
+def copy_store(src: Path, dst: Path) -> Store:
+    with sqlite3.connect(src) as a, sqlite3.connect(dst) as b:
+        a.backup(b)
+    return Store(f"sqlite:///{dst}")
+
+
+def test_packed_steps_analyse_exactly_as_the_step_table(packed, tmp_path):
+    """The same run with its steps packed, unpacked, half and half, and read from the step
+    table regardless: the same loaded arrays and the same summary, byte for byte."""
+    path, run_id = packed
+    store = Store(f"sqlite:///{path}")
+    with sqlite3.connect(path) as db:
+        n, with_packed = db.execute(
+            "SELECT count(*), count(step_arrays) FROM episode").fetchone()
+    assert n == with_packed == 120  # every episode saved packs its steps
+    reference = load_run(store, run_id)
+    want = summarize(reference).model_dump_json()
+    store._READ_PACKED = False  # the step table alone
+    loaded_alike(load_run(store, run_id), reference)
+    assert report_json(store, run_id) == want
+    old = copy_store(path, tmp_path / "old.db")
+    assert unpack(tmp_path / "old.db") == 120
+    loaded_alike(load_run(old, run_id), reference)
+    assert report_json(old, run_id) == want
+    mixed = copy_store(path, tmp_path / "mixed.db")
+    assert 0 < unpack(tmp_path / "mixed.db", "rowid % 3 = 0") < 120
+    mixed._ARRAY_CHUNK = 7  # chunks of packed and unpacked episodes, and of either alone
+    with sqlite3.connect(tmp_path / "mixed.db") as db:
+        db.execute("UPDATE episode SET step_arrays = NULL WHERE rowid BETWEEN 8 AND 21")
+    loaded_alike(load_run(mixed, run_id), reference)
+    assert report_json(mixed, run_id) == want
+    # the generic path (any other database) mixes them alike
+    e, s = generic(mixed, run_id, ["id"], list(data_step_cols()))
+    e2, s2 = store.run_arrays(run_id, ["id"], list(data_step_cols()))
+    same(e, e2)
+    same(s, s2)
+
+
+def data_step_cols() -> list[str]:
+    from trialrun.analysis.data import _STEP_COLS
+
+    return _STEP_COLS
+
+
+def test_packed_steps_of_another_version_are_read_from_the_step_table(packed, tmp_path):
+    """A store written by a later trialrun (another layout version): those episodes' steps
+    come from the step table, the source of truth, not from bytes misread."""
+    path, run_id = packed
+    want = report_json(Store(f"sqlite:///{path}"), run_id)
+    store = copy_store(path, tmp_path / "later.db")
+    with sqlite3.connect(tmp_path / "later.db") as db:
+        db.execute("UPDATE episode SET step_arrays = x'ff' || substr(step_arrays, 2) "
+                   "WHERE rowid % 2 = 0")
+        db.execute("UPDATE episode SET step_arrays = x'' WHERE rowid % 5 = 0")
+    assert report_json(store, run_id) == want
+
+
+def test_a_store_from_before_packing_gains_the_column_and_reads_the_same(packed, tmp_path):
+    path, run_id = packed
+    want = report_json(Store(f"sqlite:///{path}"), run_id)
+    copy_store(path, tmp_path / "v0.db").engine.dispose()
+    with sqlite3.connect(tmp_path / "v0.db") as db:
+        db.execute("ALTER TABLE episode DROP COLUMN step_arrays")
+    store = Store(f"sqlite:///{tmp_path / 'v0.db'}")  # opening adds the column (NULL)
+    assert report_json(store, run_id) == want
+    # new episodes saved into it are packed, the old ones read from the step table
+    more = run_scenarios(store, [RETAIL / "refund_in_window.yaml"], seeds=3)
+    with sqlite3.connect(tmp_path / "v0.db") as db:
+        n, packed_n = db.execute("SELECT count(*), count(step_arrays) FROM episode "
+                                 "WHERE run_id = ?", (more.run_id,)).fetchone()
+        assert n == packed_n > 0
+        assert db.execute("SELECT count(step_arrays) FROM episode WHERE run_id = ?",
+                          (run_id,)).fetchone()[0] == 0
+    store._READ_PACKED = False
+    plain = report_json(store, more.run_id)
+    store._READ_PACKED = True
+    assert report_json(store, more.run_id) == plain
+
+
+def test_steps_that_do_not_fit_the_packing_are_left_to_the_step_table():
+    from trialrun.store import PACK_VERSION, pack_steps
+
+    def step(**kw):
+        x = dict(idx=0, node="resolve", kind="tool", passed=None, help_needed=False,
+                 irreversible=True, reviewed=False, approved=None, confidence=None,
+                 sim_time=1.5, wall_us=7)
+        return {**x, **kw}
+
+    blob = pack_steps([step(), step(idx=1, node="reply", passed=True, confidence=0.25)])
+    assert blob is not None and blob[0] == PACK_VERSION
+    assert pack_steps([step(node="a\x1fb")]) is None  # a separator in a name
+    assert pack_steps([step(kind="a\x1eb")]) is None
+    assert pack_steps([step(idx=2**40)]) is None  # out of the record's range
+    assert pack_steps([]) is not None  # an episode without steps packs (to nothing)
+
+
+def test_steps_in_runs_are_ordered_as_a_sort_would():
+    """The run-gathering order of steps (`_by_runs`) is the stable (episode, index) sort,
+    and declines when an episode's steps are split or out of order."""
+    from trialrun.store import _by_runs
+
+    rng = np.random.default_rng(1)
+    for _ in range(50):
+        lengths = rng.integers(0, 6, 40)
+        eps = rng.permutation(40)
+        pos = np.repeat(eps, lengths)
+        idx = np.concatenate([np.sort(rng.integers(0, 4, k)) for k in lengths])
+        if not len(pos):
+            continue
+        got = _by_runs(pos, idx)
+        want = np.lexsort((idx, pos))
+        assert np.array_equal(np.arange(len(pos)) if got is None else got, want)
+    assert _by_runs(np.array([0, 1, 0]), np.array([0, 0, 1])) is False  # split episode
+    assert _by_runs(np.array([1, 1, 0]), np.array([1, 0, 0])) is False  # out of order
+    assert _by_runs(np.array([0, 0, 1]), np.array([0, 1, 0])) is None  # already sorted
 
 
 URL_FILE = Path(os.environ.get("TRIALRUN_PG_DIR", "/tmp/trialrun-pg")) / "url"
@@ -154,6 +305,25 @@ def test_postgresql_reads_the_same_arrays(stored):
                 a[part].pop(k, None)
                 b[part].pop(k, None)
             same(a[part], b[part])
+        # packed steps (saved on PostgreSQL too) read as on SQLite, and as the step table
+        a = pg.run_arrays(run.run_id, ["seed"], data_step_cols())[1]
+        b = lite.run_arrays(other.run_id, ["seed"], data_step_cols())[1]
+        a.pop("wall_us"), b.pop("wall_us")
+        same(a, b)
+        with pg.engine.begin() as c:
+            n, packed_n = c.execute(text("SELECT count(*), count(step_arrays) FROM episode "
+                                         "WHERE run_id = :r"), {"r": run.run_id}).one()
+        assert n == packed_n == 40
+        want = report_json(pg, run.run_id)
+        pg._READ_PACKED = False
+        assert report_json(pg, run.run_id) == want
+        pg._READ_PACKED = True
+        with pg.engine.begin() as c:  # old rows, and rows of a later layout, among them
+            c.execute(text("UPDATE episode SET step_arrays = NULL WHERE seed % 3 = 0"))
+            c.execute(text("UPDATE episode SET step_arrays = '\\xff'::bytea "
+                           "WHERE seed % 3 = 1"))
+            c.execute(text("UPDATE episode SET step_arrays = ''::bytea WHERE seed % 5 = 0"))
+        assert report_json(pg, run.run_id) == want
         pg.engine.dispose()
     finally:
         with admin.connect() as c:

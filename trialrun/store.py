@@ -8,6 +8,7 @@ unique (run, key) constraint guarantees no planned episode is stored twice.
 from __future__ import annotations
 
 import json
+import struct
 import time
 import uuid
 from collections.abc import Iterator
@@ -15,7 +16,7 @@ from contextlib import contextmanager
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import BigInteger, Index, UniqueConstraint, event, insert, text
+from sqlalchemy import BigInteger, Index, LargeBinary, UniqueConstraint, event, insert, text
 from sqlmodel import Field, Session, SQLModel, create_engine, delete, select, update
 
 from trialrun.defaults import DEFAULT_DB
@@ -75,6 +76,10 @@ class EpisodeRow(SQLModel, table=True):
     metrics: str = "{}"
     parent_id: str | None = None  # a fork: the episode it was forked from
     fork_at: int | None = None  # a fork: the first step its own agent decided
+    # A derived index, not a record: the step columns the analysis reads, packed when the
+    # episode is saved (`pack_steps`). The step table stays the source of truth (show, replay
+    # and the web read it); NULL (older rows, importers) means "read the step table".
+    step_arrays: bytes | None = Field(default=None, sa_type=LargeBinary)
 
 
 class StepRow(SQLModel, table=True):
@@ -593,6 +598,7 @@ class Store:
     # A value that stands for NULL in an integer column read by `run_arrays`.
     NULL_INT = -(2**63) + 1
     _ARRAY_CHUNK = 1 << 15  # episodes (a rowid range) per SQLite query: bounds memory
+    _READ_PACKED = True  # False: read every step from the step table (bench, tests)
 
     def run_arrays(self, run_id: str, episode_cols: list[str], step_cols: list[str],
                    codes: frozenset[str] = frozenset()) -> tuple[dict[str, Any], dict[str, Any]]:
@@ -606,7 +612,9 @@ class Store:
         The key order makes the analysis independent of the random episode ids, so two
         identical runs report alike. On SQLite each query aggregates a whole column of up to
         `_ARRAY_CHUNK` episodes into one text value (`group_concat`) that numpy parses: no
-        Python object per row. Other databases fetch rows in chunks."""
+        Python object per row. Other databases fetch rows in chunks. Steps come from the
+        episodes' packed steps (`episode.step_arrays`) where they hold the columns asked
+        for, else from the step table; both give the same arrays."""
         import numpy as np
 
         for table, cols in ((EpisodeRow, episode_cols), (StepRow, step_cols)):
@@ -617,11 +625,17 @@ class Store:
         e_cols = list(dict.fromkeys([*key, *episode_cols]))
         s_cols = list(dict.fromkeys(["idx", *step_cols]))
         run_id = self.get_run(run_id).id
+        # Episodes with packed steps (`step_arrays`) are read from them when they hold every
+        # column asked for; the others' steps from the step table.
+        packed = self._READ_PACKED and set(s_cols) <= set(_PACKED_STEP_COLS)
         arrays = None
-        if self.engine.url.get_backend_name() == "sqlite":
-            arrays = self._sqlite_arrays(run_id, e_cols, s_cols)
+        if self.engine.url.get_backend_name() == "sqlite":  # reads packed steps itself
+            arrays = self._sqlite_arrays(run_id, e_cols, s_cols, packed)
         if arrays is None:
-            arrays = self._fetched_arrays(run_id, e_cols, s_cols)
+            arrays = self._fetched_arrays(run_id, e_cols, s_cols, packed)
+            if packed:
+                arrays = arrays[0], _merge_columns(*arrays[1],
+                                                   *self._packed_arrays(run_id, s_cols))
         (e, e_ref), (s, s_ref) = arrays
         # Episodes by key; text by the rank of its value, so in the strings' order.
         ranks = []
@@ -648,7 +662,10 @@ class Store:
         pos = by_ref[where] if len(s_ref) else np.zeros(0, dtype=np.int64)
         del where, by_ref, s_ref
         idx = s["idx"]
-        if len(pos) and int(idx.max()) < 2**62 // max(len(ref_sorted), 1) and idx.min() >= 0:
+        runs = _by_runs(pos, idx) if len(pos) else None
+        if runs is not False:
+            sort_key = runs
+        elif int(idx.max()) < 2**62 // max(len(ref_sorted), 1) and idx.min() >= 0:
             k = pos * (int(idx.max()) + 1) + idx  # one integer per (episode, index)
             sort_key = (None if bool(np.all(k[1:] >= k[:-1]))
                         else np.argsort(k, kind="stable"))
@@ -661,7 +678,8 @@ class Store:
             steps.update(self._column_out(c, s.pop(c), sort_key, c in codes))
         return episodes, steps
 
-    def _sqlite_arrays(self, run_id: str, e_cols: list[str], s_cols: list[str]) -> Any:
+    def _sqlite_arrays(self, run_id: str, e_cols: list[str], s_cols: list[str],
+                       packed: bool = False) -> Any:
         """`run_arrays`' reads on SQLite: per chunk of episode rowids, one query per table
         whose every column is one `group_concat` text (all aggregates of a query step
         through the same rows, so the columns stay aligned); text columns come back as
@@ -699,10 +717,27 @@ class Store:
                     + bools([c for c, k in kinds.items() if k == "bool"]) + ", "
                     + ", ".join(expr(c, k) for c, k in kinds.items() if k != "bool"))
 
-        e_sql = (select(e_kind, "x") + " FROM episode x WHERE x.rowid BETWEEN :lo AND :hi "
-                 "AND +x.run_id = :r")
+        chunk = "x.rowid BETWEEN :lo AND :hi AND +x.run_id = :r"
+        e_sql = (select(e_kind, "x")  # with packed steps: how many episodes have none
+                 + (f", sum(NOT {_packed_sql('sqlite', 'x')})" if packed else "")
+                 + f" FROM episode x WHERE {chunk}")
+        # Packed steps split by SQL (see `pack_steps`): each episode's records' size, its
+        # names, and all the chunk's records in one value: group_concat copies bytes as
+        # they are, and CAST gives them back as a blob (a third of the time of hex(), which
+        # is the fallback should a build of SQLite not keep them).
+        end = "instr(x.step_arrays, x'1d')"
+        records = f"substr(x.step_arrays, {end} + 1)"
+        p_sql = (f"SELECT count(*), group_concat(x.rowid), "
+                 f"group_concat(length(x.step_arrays) - {end}), "
+                 f"group_concat(CAST(substr(x.step_arrays, 2, {end} - 2) AS TEXT), char(29)), "
+                 f"CAST(group_concat({records}, '') AS BLOB) FROM episode x "
+                 f"WHERE {chunk} AND {_packed_sql('sqlite', 'x')}")
+        hex_sql = p_sql.replace(f"CAST(group_concat({records}, '') AS BLOB)",
+                                f"group_concat(hex({records}), '')")
+        dtype = _pack_dtype()
         s_sql = (select(s_kind, "e") + " FROM episode e JOIN step x ON x.episode_id = e.id "
-                 "WHERE e.rowid BETWEEN :lo AND :hi AND +e.run_id = :r")
+                 "WHERE e.rowid BETWEEN :lo AND :hi AND +e.run_id = :r"
+                 + (f" AND NOT {_packed_sql('sqlite')}" if packed else ""))
         texts: dict[str, dict[str, int]] = {}
 
         def parse(n: int, values: tuple, kinds: dict[str, str], out: dict[str, list]) -> bool:
@@ -732,6 +767,35 @@ class Store:
                     out[col].append(a)
             return len(ref) == n and all(len(out[c][-1]) == n for c in kinds)
 
+        def unpack(n: int, refs: str, sizes: str, names: str, body: bytes | None,
+                   bounds: dict[str, Any]) -> None:
+            size = np.fromstring(sizes, dtype=np.int64, sep=",")
+            body = body or b""
+            if len(body) != int(size.sum()):
+                body = bytes.fromhex(c.execute(text(hex_sql), bounds).one()[4] or "")
+            counts = _packed_counts(size, len(body))
+            recs = np.frombuffer(body, dtype=dtype)
+            ref = np.fromstring(refs, dtype=np.int64, sep=",")
+            each = names.split("\x1d")
+            if not len(ref) == len(counts) == len(each) == n:
+                raise RuntimeError("corrupt packed steps (episode.step_arrays)")
+            # an episode's names: one of a few distinct texts in a run
+            distinct = {x: i for i, x in enumerate(dict.fromkeys(each))}
+            group = np.repeat(np.fromiter(map(distinct.__getitem__, each), np.int64, n),
+                              counts)
+            s_out["_ref"].append(np.repeat(ref, counts))
+            for col, kind in s_kind.items():
+                if kind != "str":
+                    s_out[col].append(recs[col].astype(
+                        {"bool": np.int8, "float": np.float64}.get(kind, np.int64)))
+                    continue
+                seen = texts.setdefault(col, {})
+                local = [_packed_names(x)[col == "kind"] for x in distinct]
+                table = np.zeros((len(local), max(map(len, local), default=0) or 1), np.int32)
+                for g, values in enumerate(local):
+                    table[g, :len(values)] = [seen.setdefault(v, len(seen)) for v in values]
+                s_out[col].append(table[group, recs[col]])
+
         e_out: dict[str, list] = {k: [] for k in ["_ref", *e_cols]}
         s_out: dict[str, list] = {k: [] for k in ["_ref", *s_cols]}
         # One chunk at a time, parsed before the next is read: memory stays a chunk's text.
@@ -741,10 +805,16 @@ class Store:
                                     "WHERE run_id = :r"), {"r": run_id}).one()
             for start in range(lo or 0, (hi or -1) + 1, self._ARRAY_CHUNK):
                 bounds = {"r": run_id, "lo": start, "hi": start + self._ARRAY_CHUNK - 1}
-                for sql, kinds, out in ((e_sql, e_kind, e_out), (s_sql, s_kind, s_out)):
-                    n, *values = c.execute(text(sql), bounds).one()
-                    if n and not parse(n, values, kinds, out):
+                n, *values = c.execute(text(e_sql), bounds).one()
+                unpacked = values.pop() if packed else n
+                if n and not parse(n, values, e_kind, e_out):
+                    return None
+                if unpacked:
+                    n_s, *values = c.execute(text(s_sql), bounds).one()
+                    if n_s and not parse(n_s, values, s_kind, s_out):
                         return None
+                if packed and n and n > unpacked:
+                    unpack(*c.execute(text(p_sql), bounds).one(), bounds)
 
         def join(out: dict[str, list], kinds: dict[str, str]) -> tuple[dict[str, Any], Any]:
             res: dict[str, Any] = {}
@@ -766,7 +836,8 @@ class Store:
 
         return join(e_out, e_kind), join(s_out, s_kind)
 
-    def _fetched_arrays(self, run_id: str, e_cols: list[str], s_cols: list[str]) -> Any:
+    def _fetched_arrays(self, run_id: str, e_cols: list[str], s_cols: list[str],
+                        packed: bool = False) -> Any:
         """`run_arrays`' reads on any database: rows fetched in chunks, column by column."""
         import numpy as np
 
@@ -805,8 +876,65 @@ class Store:
                      "WHERE x.run_id = :r", ["_ref", *e_cols],
                      self._column_kinds(EpisodeRow, e_cols)),
                 read(f"SELECT x.episode_id, {', '.join(f'x.{c}' for c in s_cols)} FROM step x "
-                     "JOIN episode e ON e.id = x.episode_id WHERE e.run_id = :r",
+                     "JOIN episode e ON e.id = x.episode_id WHERE e.run_id = :r" + (
+                         f" AND NOT {_packed_sql(self.engine.url.get_backend_name())}"
+                         if packed else ""),
                      ["_ref", *s_cols], self._column_kinds(StepRow, s_cols)))
+
+    def _packed_arrays(self, run_id: str, s_cols: list[str]) -> tuple[dict[str, Any], Any]:
+        """The steps of a run's episodes that have packed ones (`step_arrays`), as
+        `_fetched_arrays` gives them (text as (codes, values)), with each step's episode
+        id. One row, and a few Python operations, per episode: `_sqlite_arrays` has SQLite
+        split them instead."""
+        import numpy as np
+
+        backend = self.engine.url.get_backend_name()
+        sql = (f"SELECT e.id, e.step_arrays FROM episode e "
+               f"WHERE e.run_id = :r AND {_packed_sql(backend)}")
+        refs: list[Any] = []
+        sizes: list[int] = []
+        names: list[bytes] = []
+        bodies: list[bytes] = []
+        with self.engine.connect() as c:
+            cur = c.execution_options(stream_results=True).execute(text(sql), {"r": run_id})
+            while rows := cur.fetchmany(1 << 16):
+                for ref, blob in rows:  # the only Python work per episode
+                    blob = bytes(blob)
+                    end = blob.index(b"\x1d")
+                    refs.append(ref)
+                    names.append(blob[1:end])
+                    bodies.append(blob[end + 1:])
+                    sizes.append(len(blob) - end - 1)
+        body = b"".join(bodies)
+        del bodies
+        n_steps = _packed_counts(np.array(sizes, dtype=np.int64), len(body))
+        recs = np.frombuffer(body, dtype=_pack_dtype())
+        ref = np.repeat(np.array(refs, dtype=str), n_steps)
+        out: dict[str, Any] = {}
+        # Each distinct names section (a few per run) once: its codes into the run's names.
+        groups: dict[bytes, int] = {}
+        group = np.fromiter((groups.setdefault(x, len(groups)) for x in names), np.int64,
+                            len(names))
+        del names
+        step_group = np.repeat(group, n_steps)
+        for i, col in enumerate(("node", "kind")):
+            if col not in s_cols:
+                continue
+            values: dict[str, int] = {}
+            split = [_packed_names(x.decode())[i] for x in groups]
+            table = np.zeros((len(groups), max((len(x) for x in split), default=0)),
+                             dtype=np.int32)
+            for g, local in enumerate(split):
+                table[g, :len(local)] = [values.setdefault(v, len(values)) for v in local]
+            codes = table[step_group, recs[col].astype(np.int64)] if len(recs) else \
+                np.zeros(0, dtype=np.int32)
+            out[col] = _used_only(codes, list(values))
+        kinds = self._column_kinds(StepRow, s_cols)
+        for col in s_cols:
+            if col not in out:
+                out[col] = recs[col].astype({"bool": np.int8, "float": np.float64}.get(
+                    kinds[col], np.int64))
+        return out, ref
 
     @staticmethod
     def _column_kinds(table: Any, cols: list[str]) -> dict[str, str]:
@@ -945,9 +1073,58 @@ def episode_rows(run_id: str, r: EpisodeResult) -> tuple[str, tuple[Any, ...],
         outcome_grades=_GRADES_MODE_JSON.dump_json(r.outcome_grades).decode(),
         metrics=json.dumps(r.metrics), parent_id=r.parent, fork_at=r.fork_at,
     )
+    steps = [_step_row(ep_id, st) for st in r.steps]
+    row["step_arrays"] = pack_steps(steps)
     # Tuples in the insert's column order: the writer binds them as they are.
     return ep_id, tuple(row[c] for c in _EPISODE_COLS), [
-        tuple(x[c] for c in _STEP_COLS) for x in (_step_row(ep_id, st) for st in r.steps)]
+        tuple(x[c] for c in _STEP_COLS) for x in steps]
+
+
+# --- episode.step_arrays: an episode's analysis step columns in one value (issue 13) ---------
+# Reading a run's steps from the step table costs SQLite ~2.5 µs a step row (6.5M rows at 1M
+# episodes); one packed value per episode costs about one row. Layout: a version byte; the
+# names, UTF-8: the episode's distinct node names joined by \x1f, \x1e, its distinct decision
+# kinds joined by \x1f; \x1d; then one `_PACK_RECORD` (little-endian) per step, node and kind
+# as codes into those names. The names come first and hold no \x1d, so SQL can split a value
+# without decoding integers (`Store._sqlite_arrays`). A reader that does not know the version
+# reads the step table (`_packed_sql`).
+PACK_VERSION = 1
+_PACKED_STEP_COLS = ("idx", "node", "kind", "passed", "help_needed", "irreversible",
+                     "reviewed", "approved", "confidence", "sim_time", "wall_us")
+# idx, node, kind, then passed, help_needed, irreversible, reviewed, approved (int8: 1, 0,
+# -1 for NULL), confidence (nan for NULL), sim_time, wall_us.
+_PACK_RECORD = struct.Struct("<iHHbbbbbddq")
+_NAN = float("nan")
+
+
+def pack_steps(steps: list[dict[str, Any]]) -> bytes | None:
+    """`step_arrays` for an episode's step rows (`_step_row`); None when they do not fit
+    the format (a name holding a separator, an out-of-range value): the step table is read."""
+    nodes: dict[str, int] = {}
+    kinds: dict[str, int] = {}
+    rec = _PACK_RECORD.pack
+    try:
+        body = b"".join([rec(
+            x["idx"], nodes.setdefault(x["node"], len(nodes)),
+            kinds.setdefault(x["kind"], len(kinds)),
+            -1 if x["passed"] is None else x["passed"], x["help_needed"], x["irreversible"],
+            x["reviewed"], -1 if x["approved"] is None else x["approved"],
+            _NAN if x["confidence"] is None else x["confidence"], x["sim_time"],
+            x["wall_us"]) for x in steps])
+    except (struct.error, TypeError):
+        return None
+    names = "\x1f".join(nodes) + "\x1e" + "\x1f".join(kinds)
+    if len(nodes) > 65535 or len(kinds) > 65535 or "\x1d" in names or \
+            names.count("\x1e") != 1 or \
+            names.count("\x1f") != max(len(nodes) - 1, 0) + max(len(kinds) - 1, 0):
+        return None
+    return b"%c%s\x1d%s" % (PACK_VERSION, names.encode(), body)
+
+
+def _packed_names(names: str) -> tuple[list[str], list[str]]:
+    """The node and kind names of a packed episode (its names part, decoded)."""
+    nodes, kinds = names.split("\x1e")
+    return nodes.split("\x1f") if nodes else [], kinds.split("\x1f") if kinds else []
 
 
 # The columns an insert names, in order (a step's id is the database's).
@@ -1066,6 +1243,99 @@ class _SqliteWriter:
             if self.conn.in_transaction:  # a full disk may have ended it: say the real error
                 cur.execute("ROLLBACK")
             raise
+
+
+def _packed_sql(backend: str, e: str = "e") -> str:
+    """SQL true for an episode (table alias `e`) whose `step_arrays` this version reads
+    (false, not NULL, for the others: NOT of it selects them)."""
+    # (an empty value's first byte is NULL on SQLite, an error for get_byte on PostgreSQL)
+    first = (f"substr({e}.step_arrays, 1, 1) = x'%02x'" if backend == "sqlite" else
+             f"substring({e}.step_arrays from 1 for 1) = '\\x%02x'::bytea") % PACK_VERSION
+    return (f"({e}.step_arrays IS NOT NULL AND "
+            f"coalesce({first}, {_FALSE[backend == 'sqlite']}))")
+
+
+_FALSE = ("false", "0")
+
+
+def _by_runs(pos: Any, idx: Any) -> Any:
+    """The stable order of steps by (episode position, index) without sorting the steps,
+    when each episode's steps come as one run in index order (as both reads give them):
+    the runs are ordered instead (one per episode). None if already in order; False if
+    the steps are not in such runs (then they are sorted)."""
+    import numpy as np
+
+    n = len(pos)
+    new = np.empty(n, dtype=bool)
+    new[0] = True
+    np.not_equal(pos[1:], pos[:-1], out=new[1:])
+    inner = ~new[1:]
+    if (idx[1:][inner] < idx[:-1][inner]).any():
+        return False
+    starts = np.flatnonzero(new)
+    run_pos = pos[starts]
+    if bool(np.all(run_pos[1:] > run_pos[:-1])):
+        return None
+    order = np.argsort(run_pos, kind="stable")
+    if bool(np.any(run_pos[order][1:] == run_pos[order][:-1])):  # an episode split in two
+        return False
+    lengths = np.diff(starts, append=n)[order]
+    firsts = starts[order]
+    return np.repeat(firsts - (np.cumsum(lengths) - lengths), lengths) + np.arange(n)
+
+
+def _packed_counts(sizes: Any, total: int) -> Any:
+    """Each packed episode's step count from its records' byte size; an error if a value
+    is corrupt (a derived index never silently drops steps)."""
+    n, rest = divmod(sizes, _PACK_RECORD.size)
+    if rest.any() or int(sizes.sum()) != total:
+        raise RuntimeError("corrupt packed steps (episode.step_arrays): set them to NULL "
+                           "to read the step table")
+    return n
+
+
+def _pack_dtype() -> Any:
+    import numpy as np
+
+    return np.dtype([("idx", "<i4"), ("node", "<u2"), ("kind", "<u2"), ("passed", "i1"),
+                     ("help_needed", "i1"), ("irreversible", "i1"), ("reviewed", "i1"),
+                     ("approved", "i1"), ("confidence", "<f8"), ("sim_time", "<f8"),
+                     ("wall_us", "<i8")])
+
+
+def _used_only(codes: Any, values: list[Any]) -> tuple[Any, list[Any]]:
+    """(codes, values) without the values no code names (a packed episode lists the names
+    of its own steps; an empty one still has an empty name)."""
+    import numpy as np
+
+    used = np.bincount(codes, minlength=len(values)) > 0 if len(codes) else \
+        np.zeros(len(values), dtype=bool)
+    if used.all():
+        return codes, values
+    new = np.cumsum(used, dtype=np.int64) - 1
+    return new[codes].astype(np.int32), [v for v, u in zip(values, used, strict=True) if u]
+
+
+def _merge_columns(a: dict[str, Any], a_ref: Any, b: dict[str, Any],
+                   b_ref: Any) -> tuple[dict[str, Any], Any]:
+    """Two sets of `run_arrays` columns (text as (codes, values)) as one, `a`'s rows first."""
+    import numpy as np
+
+    if not len(b_ref):
+        return a, a_ref
+    if not len(a_ref):
+        return b, b_ref
+    out: dict[str, Any] = {}
+    for col in a:
+        x, y = a[col], b[col]
+        if isinstance(x, tuple):
+            values = dict(zip(x[1], range(len(x[1])), strict=True))
+            remap = np.array([values.setdefault(v, len(values)) for v in y[1]] or [0],
+                             dtype=np.int32)
+            out[col] = (np.concatenate([x[0], remap[y[0]]]), list(values))
+        else:
+            out[col] = np.concatenate([x, y])
+    return out, np.concatenate([a_ref, b_ref])
 
 
 def _add_missing_columns(engine: Any) -> None:

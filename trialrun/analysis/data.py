@@ -149,12 +149,14 @@ def load_run(store: Store, run_id: str) -> RunData:
         values = [_MISSING[col] if col in _MISSING and not v else "" if v is None else v
                   for v in src.pop(f"{col}.values")]
         cats = sorted(set(values), key=str)  # `RunData.codes`' order
-        rank = np.array([cats.index(v) for v in values] or [0], dtype=np.int64)
+        at = {v: i for i, v in enumerate(cats)}  # (a run has thousands of tasks)
+        rank = np.array([at[v] for v in values] or [0], dtype=np.int64)
         c = rank[src.pop(col)]
         codes[name] = (c, cats)
         text[name] = np.array([*cats, None], dtype=object)[c]
     nodes = [v if v is not None else "" for v in s.pop("node.values")]
-    node_rank = np.array([sorted(nodes).index(v) for v in nodes] or [0], dtype=np.int64)
+    node_at = {v: i for i, v in enumerate(sorted(set(nodes)))}
+    node_rank = np.array([node_at[v] for v in nodes] or [0], dtype=np.int64)
     null = Store.NULL_INT
     success = e["success"].astype(float)
     success[e["success"] < 0] = np.nan
