@@ -407,6 +407,20 @@ def test_aurc_ties_do_not_depend_on_input_order():
     assert esc.e_aurc(conf, correct) >= -1e-12
 
 
+@pytest.mark.parametrize("n, levels", [(7, 3), (500, 1000), (200_000, 5), (200_000, 10**9)])
+def test_the_lean_risk_coverage_summary_is_the_full_curve(n, levels):
+    """The report's AURC and curve come from `risk_coverage_summary` (memory per tie group,
+    closed-form sums); they must be the n-long curve's mean and points, with ties or none."""
+    rng = np.random.default_rng(n + levels)
+    conf = rng.integers(0, levels, n) / levels
+    correct = rng.random(n) < 0.8
+    cov, risk = esc.risk_coverage(conf, correct)
+    area, curve = esc.risk_coverage_summary(conf, correct, points=50)
+    assert area == approx(float(np.mean(risk)), tol=1e-12)
+    pick = np.unique(np.linspace(0, n - 1, min(n, 50)).astype(int))
+    assert np.allclose(curve, [(cov[i], risk[i]) for i in pick], rtol=0, atol=1e-12)
+
+
 def test_knowno():
     # nine calibration examples whose 8th smallest score 1 - f(true) is 0.55
     f_true = [0.95, 0.9, 0.85, 0.8, 0.75, 0.7, 0.6, 0.45, 0.3]

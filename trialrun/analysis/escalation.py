@@ -139,12 +139,46 @@ def risk_coverage(
     return k / n, cum_err / k
 
 
+def risk_coverage_summary(confidence: ArrayLike, correct: ArrayLike, points: int = 50
+                          ) -> tuple[float, list[tuple[float, float]]]:
+    """AURC and the risk-coverage curve at up to `points` evenly spaced coverages, exactly
+    as `risk_coverage` defines them, without building the n-long curve: after one sort,
+    memory is per tie group (a million-episode run has millions of steps).
+
+    Inside a tie group starting at 0-based position s with m steps, E errors and B errors
+    before it, the risks sum in closed form:
+    sum_{p=1..m} (B + pE/m)/(s + p) = E + (B - sE/m)(H_{s+m} - H_s), H the harmonic numbers.
+    """
+    from scipy.special import digamma
+
+    conf = np.asarray(confidence, dtype=float)
+    ok = np.asarray(correct, dtype=bool)
+    if conf.shape != ok.shape or conf.ndim != 1 or conf.size == 0:
+        raise ValueError("need matching non-empty 1-D confidence and correctness")
+    n = conf.size
+    order = np.argsort(-conf, kind="stable")
+    c, wrong = conf[order], ~ok[order]
+    del order
+    start = np.flatnonzero(np.r_[True, c[1:] != c[:-1]])
+    del c
+    size = np.diff(np.r_[start, n])
+    g_err = np.add.reduceat(wrong, start, dtype=float)
+    before = np.r_[0.0, np.cumsum(g_err)[:-1]]
+    harmonic = digamma(start + size + 1.0) - digamma(start + 1.0)  # H_{s+m} - H_s
+    area = float(np.sum(g_err + (before - start * g_err / size) * harmonic)) / n
+    pick = np.unique(np.linspace(0, n - 1, min(n, points)).astype(int))  # k - 1
+    g = np.searchsorted(start, pick, side="right") - 1
+    cum_err = before[g] + (pick - start[g] + 1) * g_err[g] / size[g]
+    return area, [(float((i + 1) / n), float(e / (i + 1))) for i, e in zip(pick, cum_err,
+                                                                            strict=True)]
+
+
 def aurc(confidence: ArrayLike, correct: ArrayLike) -> float:
     """Area under the risk-coverage curve: mean risk over coverages k/n.
 
     Correctness [1, 1, 0, 1, 0] in confidence order -> 0.196667.
     """
-    return float(np.mean(risk_coverage(confidence, correct)[1]))
+    return risk_coverage_summary(confidence, correct, points=1)[0]
 
 
 def optimal_aurc(correct: ArrayLike) -> float:

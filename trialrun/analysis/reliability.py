@@ -657,11 +657,9 @@ def escalation_report(d: RunData, eps_mask: np.ndarray, c_h: float, c_e: float
                & ~asked)
     if conf_ok.sum() >= 10:
         conf, corr = d.s_conf[conf_ok], d.s_passed[conf_ok] == 1
-        cov, risk = escalation.risk_coverage(conf, corr)
-        rep.aurc = float(np.mean(risk))  # escalation.aurc, from the curve drawn below
+        # escalation.aurc and the curve drawn, in one sort
+        rep.aurc, rep.risk_coverage = escalation.risk_coverage_summary(conf, corr, points=50)
         rep.e_aurc = rep.aurc - escalation.optimal_aurc(corr)  # escalation.e_aurc
-        pick = np.unique(np.linspace(0, len(cov) - 1, min(len(cov), 50)).astype(int))
-        rep.risk_coverage = [(float(cov[i]), float(risk[i])) for i in pick]
     return rep
 
 
