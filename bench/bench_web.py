@@ -58,7 +58,7 @@ def main() -> None:
     pending = store.reviews(run_id, "pending")
     item = pending[0].id
     for n, it in enumerate(pending[100:]):  # half the queue answered, some with a 2nd opinion
-        st.answer_item(store, it.id, n % 3 != 0, "ana")
+        store.answer_review(it.id, n % 3 != 0, "ana")
         if n % 4 == 0:
             st.add_second_opinion(store, st.get_review(store, it.id), n % 5 != 0, "ben")
     pages = {

@@ -50,7 +50,7 @@ class Case:
     episodes: list[EpisodeRow] = field(default_factory=list)
 
 
-def _one_line(text: Any, limit: int = 240) -> str:
+def one_line(text: Any, limit: int = 240) -> str:
     """Text from the record (grader reasons, names) made safe for one YAML comment line."""
     text = " ".join(str(text).split())
     return text if len(text) <= limit else text[: limit - 1] + "…"
@@ -79,9 +79,9 @@ def _first_error(store: Store, e: EpisodeRow) -> dict[str, Any]:
         reasons = [f"{g.grader}: {g.reason}" for g in (step.grades if step else [])
                    if not g.passed]
         return {"step": e.first_error_step, "node": e.first_error_node,
-                "reason": _one_line("; ".join(reasons) or "graded wrong")}
+                "reason": one_line("; ".join(reasons) or "graded wrong")}
     failed = [g for g in json.loads(e.outcome_grades or "[]") if not g.get("passed")]
-    return {"step": None, "node": None, "reason": _one_line(
+    return {"step": None, "node": None, "reason": one_line(
         "no step graded wrong; outcome: "
         + ("; ".join(f"{g.get('grader')}: {g.get('reason', '')}" for g in failed)
            or f"ended {e.end_reason}"))}
@@ -142,7 +142,7 @@ def _comment(case: Case, run_id: str, errors: list[dict[str, Any]]) -> str:
                       "--gate success>=1"))
     # One line each, whatever the record holds: a newline in a reason must not end the
     # comment and start YAML.
-    return "".join(f"# {indent}{_one_line(text, 400)}\n" for indent, text in lines)
+    return "".join(f"# {indent}{one_line(text, 400)}\n" for indent, text in lines)
 
 
 def write_regressions(store: Store, run_id: str, out_dir: str | Path,
@@ -156,23 +156,31 @@ def write_regressions(store: Store, run_id: str, out_dir: str | Path,
     cases = failed_cases(store, run.id)
     if not cases:
         return []
-    out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
     written = []
     for case in cases:
-        sp = plan.scenarios.get(case.scenario)
-        if sp is None:  # the run's own scenario text is stored with it: this is a bug
-            raise CannotRegress(f"run {run.id} has no stored scenario {case.scenario!r}")
-        source = yaml.safe_load(sp.loaded.source)
-        errors = [_first_error(store, e) for e in case.episodes]
-        prefixes = [p for p in (_prefix(store, e) for e in case.episodes) if p] \
-            if from_first_error else None
-        data = pinned_case(source, sp, case, run.id, errors, prefixes)
-        path = out / f"{_slug(case.scenario)}__{_slug(case.task)}__s{case.seed}.yaml"
-        path.write_text(_comment(case, run.id, errors)
-                        + yaml.safe_dump(data, sort_keys=False, allow_unicode=True),
-                        encoding="utf-8")
+        path = write_case(store, plan, run.id, case, out_dir, from_first_error)
         written.append(path)
         if on_case is not None:
             on_case(path)
     return written
+
+
+def write_case(store: Store, plan: Any, run_id: str, case: Case, out_dir: str | Path,
+               from_first_error: bool = False, head: str = "") -> Path:
+    """One pinned case (`plan`: the run's, `plan_to_rerun`) as a scenario file in `out_dir`,
+    named by scenario, task and seed so that writing it again replaces it; its path. `head`:
+    comment lines before the provenance (who marked it, in the web app)."""
+    sp = plan.scenarios.get(case.scenario)
+    if sp is None:  # the run's own scenario text is stored with it: this is a bug
+        raise CannotRegress(f"run {run_id} has no stored scenario {case.scenario!r}")
+    errors = [_first_error(store, e) for e in case.episodes]
+    prefixes = [p for p in (_prefix(store, e) for e in case.episodes) if p] \
+        if from_first_error else None
+    data = pinned_case(yaml.safe_load(sp.loaded.source), sp, case, run_id, errors, prefixes)
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    path = out / f"{_slug(case.scenario)}__{_slug(case.task)}__s{case.seed}.yaml"
+    path.write_text(head + _comment(case, run_id, errors)
+                    + yaml.safe_dump(data, sort_keys=False, allow_unicode=True),
+                    encoding="utf-8")
+    return path

@@ -274,11 +274,11 @@ def test_serve_resumes_a_run_once_every_waiting_item_is_answered(tmp_path):
     url, store, run_id = stored_run(tmp_path, scenario(2, on_deny="abort", wrong=False))
     first, second = store.reviews(run_id)
     with Server(url, resume_answered=True, resume_interval_s=0.1) as srv:
-        st.answer_item(store, first.id, True, "ana")
+        store.answer_review(first.id, True, "ana")
         time.sleep(0.5)  # one item still waits: the run stays where it is
         assert store.get_run(run_id).status == "waiting for review"
         assert srv.app.state.resumer.done == []
-        st.answer_item(store, second.id, False, "ana")
+        store.answer_review(second.id, False, "ana")
         deadline = time.monotonic() + 60
         while not srv.app.state.resumer.done:
             assert time.monotonic() < deadline, "the server did not resume the run"
@@ -304,7 +304,7 @@ def test_a_run_is_resumed_by_one_process_at_a_time(tmp_path):
 
     url, store, run_id = stored_run(tmp_path, scenario(1, on_deny="abort", wrong=False))
     [item] = store.reviews(run_id)
-    st.answer_item(store, item.id, True, "ana")
+    store.answer_review(item.id, True, "ana")
     assert st.claim_run(store, run_id, ("waiting for review",))  # another process has it
     one, two = Resumer(store), Resumer(Store(url))
     assert one.tick() == [] and two.tick() == []
@@ -383,7 +383,7 @@ def test_second_opinions_measure_agreement_between_reviewers(browser, tmp_path):
     items = store.reviews(run_id)
     firsts = [True, True, True, False]
     for it, ok in zip(items, firsts, strict=True):
-        st.answer_item(store, it.id, ok, "ana")
+        store.answer_review(it.id, ok, "ana")
     tab = Tab(browser.new_context())
     page = tab.page
     seconds = [True, True, False, False]  # agrees on 3 of 4
@@ -426,7 +426,7 @@ def test_agreement_matches_cohens_worked_example(tmp_path):
         + [(False, False)] * 45
     for n, (a, b) in enumerate(cells):
         item = store.add_review(run_id, f"e{n}", 0, '{"kind":"finish","node":"end"}', "", None)
-        st.answer_item(store, item.id, a, "ana")
+        store.answer_review(item.id, a, "ana")
         st.add_second_opinion(store, st.get_review(store, item.id), b, "ben")
     r = reviewer_agreement(store, run_id)
     assert r.pairs == 100 and r.rate == pytest.approx(0.85)

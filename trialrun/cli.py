@@ -737,7 +737,7 @@ def review_stats(
 def _answer(item: str, approved: bool, comment: str, by: str, db: str,
             action: str | None = None, tool: str | None = None, args: str | None = None) -> None:
     from trialrun.errors import NotFound
-    from trialrun.store import Store, answer_item, get_review
+    from trialrun.store import Store, get_review
     from trialrun.web.takeover import deny_choice_for
 
     store = Store(db)
@@ -746,7 +746,7 @@ def _answer(item: str, approved: bool, comment: str, by: str, db: str,
         raise NotFound(f"no review item {item!r} in {store.safe_url}")
     chosen, takeover = ("", None) if approved else deny_choice_for(store, found, action, tool,
                                                                    args)
-    it = answer_item(store, item, approved, by, comment, chosen, takeover)
+    it = store.answer_review(item, approved, by, comment, action=chosen, takeover=takeover)
     run = store.get_run(it.run_id)
     typer.echo(f"{'approved' if approved else 'denied'} {it.id}; go on with: trialrun run "
                f"--resume {run.id}" + ("" if db == DEFAULT_DB else f" --db {store.safe_url}"))

@@ -417,15 +417,17 @@ class Store:
             return list(s.exec(q.order_by(ReviewRow.created_at)).all())
 
     def answer_review(self, item_id: str, approved: bool, reviewer: str, comment: str = "",
-                      status: str = "answered") -> ReviewRow:
-        """Record an answer; an item already answered keeps its first answer (a second
-        answer must not silently turn a deny into an approve). One conditional UPDATE, so two
-        reviewers in two processes cannot both win."""
+                      status: str = "answered", action: str = "",
+                      takeover: str | None = None) -> ReviewRow:
+        """Record an answer, with a deny's chosen `action` and `takeover` (a person's own
+        decision, JSON); an item already answered keeps its first answer, whole (a second
+        answer must not silently turn a deny into an approve, nor lend it its action). One
+        conditional UPDATE, so two reviewers in two processes cannot both win."""
         with Session(self.engine) as s:
             done = s.execute(update(ReviewRow).where(
                 ReviewRow.id == item_id, ReviewRow.status == "pending").values(
                 approved=approved, reviewer=reviewer, comment=comment, status=status,
-                answered_at=_now(precise=True))).rowcount
+                action=action, takeover=takeover, answered_at=_now(precise=True))).rowcount
             s.commit()
             item = s.get(ReviewRow, item_id)
             if item is None:
@@ -1471,27 +1473,6 @@ def episode_reviews(store: Store, run_id: str, key: str) -> list[ReviewRow]:
 
 # --- issue 12, the rest: deny actions, auto-resume, second opinions, labels, regression marks ---
 # Additive, like the section above: the web app and the reviewer human call these.
-def answer_item(store: Store, item_id: str, approved: bool, reviewer: str, comment: str = "",
-                action: str = "", takeover: str | None = None) -> ReviewRow:
-    """`Store.answer_review` with a deny's chosen action and takeover in the same conditional
-    UPDATE: an item keeps its first answer, whole (never a verdict from one answer and an
-    action from another). NotFound when it was already answered."""
-    with Session(store.engine) as s:
-        done = s.execute(update(ReviewRow).where(
-            ReviewRow.id == item_id, ReviewRow.status == "pending").values(
-            approved=approved, reviewer=reviewer, comment=comment, status="answered",
-            action=action, takeover=takeover, answered_at=_now(precise=True))).rowcount
-        s.commit()
-        item = s.get(ReviewRow, item_id)
-    if item is None:
-        raise NotFound(f"no review item {item_id!r} in {store.safe_url}")
-    if not done:
-        raise NotFound(f"review item {item_id} was already {item.status} "
-                       f"({'approved' if item.approved else 'denied'} by "
-                       f"{item.reviewer or 'the fallback'})")
-    return item
-
-
 def claim_run(store: Store, run_id: str, from_status: tuple[str, ...],
               to: str = "running") -> bool:
     """Move a run from one of `from_status` to `to` in one conditional UPDATE: of two

@@ -387,11 +387,12 @@ async def answer(request: Request) -> Response:
             takeover = decision.model_dump_json(exclude_defaults=True)
         if action == deny.default and takeover is None:
             action = ""  # the scenario's own on_deny: nothing to record beyond the deny
-    # `answer_item` is one conditional UPDATE: of two answers to an item, from this server
+    # `answer_review` is one conditional UPDATE: of two answers to an item, from this server
     # or another process, only the first is applied (with its action and takeover, whole).
     try:
-        item = st.answer_item(store, item_id, verdict == "approve", reviewer,
-                              form.get("comment", "").strip()[:2000], action, takeover)
+        item = store.answer_review(item_id, verdict == "approve", reviewer,
+                                   form.get("comment", "").strip()[:2000], action=action,
+                                   takeover=takeover)
     except NotFound:
         item = st.get_review(store, item_id)
         if item is None:
@@ -399,8 +400,13 @@ async def answer(request: Request) -> Response:
         return _page(request, "answered.html.j2", 409, title="Already answered", item=item,
                      next=st.next_review(store, exclude=item.id))
     nxt = st.next_review(store, exclude=item.id)
-    response = RedirectResponse(f"/reviews/{nxt.id}" if nxt else
-                                "/reviews?" + urlencode({"answered": item.id}), status_code=303)
+    return redirect_as(reviewer, f"/reviews/{nxt.id}" if nxt else
+                       "/reviews?" + urlencode({"answered": item.id}))
+
+
+def redirect_as(reviewer: str, url: str) -> Response:
+    """After a form a person sent: on to `url`, their name kept for the next form."""
+    response = RedirectResponse(url, status_code=303)
     response.set_cookie("trialrun_reviewer", reviewer, httponly=True, samesite="strict")
     return response
 
@@ -434,9 +440,7 @@ async def second_opinion(request: Request) -> Response:
         return _page(request, "error.html.j2", 409, title="Already has a second opinion",
                      message=f"item {item.id} already has a second opinion; yours was not "
                              "stored")
-    response = RedirectResponse("/reviews?status=second", status_code=303)
-    response.set_cookie("trialrun_reviewer", reviewer, httponly=True, samesite="strict")
-    return response
+    return redirect_as(reviewer, "/reviews?status=second")
 
 
 async def runs(request: Request) -> Response:

@@ -8,7 +8,7 @@ from __future__ import annotations
 from typing import Any
 
 from starlette.requests import Request
-from starlette.responses import RedirectResponse, Response
+from starlette.responses import Response
 
 from trialrun import store as st
 from trialrun.errors import TrialrunError
@@ -66,9 +66,7 @@ async def label(request: Request) -> Response:
         return await web.episode(request, 400, errors=errors)
     st.save_label(store, row.run_id, row.id, criterion, item_id(row.id, step),
                   verdict == "pass", form.get("explanation", "").strip()[:2000], who)
-    response = RedirectResponse(f"/episodes/{row.id}#labels", status_code=303)
-    response.set_cookie("trialrun_reviewer", who, httponly=True, samesite="strict")
-    return response
+    return web.redirect_as(who, f"/episodes/{row.id}#labels")
 
 
 async def mark_regression(request: Request) -> Response:
@@ -88,12 +86,10 @@ async def mark_regression(request: Request) -> Response:
                                                    "name"])
     try:
         mark_failed_episode(store, row.id, request.app.state.regressions, who,
-                                   form.get("from_first_error") == "1")
+                            form.get("from_first_error") == "1")
     except (TrialrunError, OSError) as e:
         return await web.episode(request, 400, errors=[str(e)])
-    response = RedirectResponse(f"/episodes/{row.id}#regression", status_code=303)
-    response.set_cookie("trialrun_reviewer", who, httponly=True, samesite="strict")
-    return response
+    return web.redirect_as(who, f"/episodes/{row.id}#regression")
 
 
 async def golden(request: Request) -> Response:
@@ -110,7 +106,7 @@ async def golden(request: Request) -> Response:
     labels = st.labels_of(store, run_id=row.id, criterion=criterion)
     if not criterion or not labels:
         return web._page(request, "error.html.j2", 404, title="No labels",
-                     message=f"no labels for criterion {criterion!r} in run {row.id}")
+                         message=f"no labels for criterion {criterion!r} in run {row.id}")
     tasks: dict[str, dict[str, Any]] = {}
     try:
         tasks = {name: p.tasks for name, p in

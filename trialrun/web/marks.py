@@ -12,8 +12,6 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import yaml
-
 from trialrun.errors import BadInput
 from trialrun.store import Store, mark_regression, regression_marks
 
@@ -23,15 +21,7 @@ __all__ = ["mark_failed_episode"]
 def mark_failed_episode(store: Store, episode_id: str, out_dir: str | Path, marked_by: str,
                         from_first_error: bool = False) -> Path:
     """Write (or rewrite) the regression case of a failed episode; the file's path."""
-    from trialrun.replay.regress import (
-        Case,
-        _comment,
-        _first_error,
-        _one_line,
-        _prefix,
-        _slug,
-        pinned_case,
-    )
+    from trialrun.replay.regress import Case, one_line, write_case
     from trialrun.replay.rerun import plan_to_rerun
 
     e = store.get_episode(episode_id)
@@ -39,23 +29,11 @@ def mark_failed_episode(store: Store, episode_id: str, out_dir: str | Path, mark
         raise BadInput(f"episode {e.id} did not fail (success {e.success}, end "
                        f"{e.end_reason}): only a failed, scored episode is a regression case")
     plan = plan_to_rerun(store, e.run_id, "re-run as a regression case")
-    sp = plan.scenarios.get(e.scenario)
-    if sp is None:
-        raise BadInput(f"run {e.run_id} has no stored scenario {e.scenario!r}")
     same = [store.get_episode(m.episode_id) for m in regression_marks(store, e.run_id)
             if m.episode_id != e.id]
     episodes = [x for x in same if (x.scenario, x.task, x.seed) == (e.scenario, e.task, e.seed)]
     case = Case(e.scenario, e.task, e.seed, sorted([*episodes, e], key=lambda x: x.trial))
-    errors = [_first_error(store, x) for x in case.episodes]
-    prefixes = [p for p in (_prefix(store, x) for x in case.episodes) if p] \
-        if from_first_error else None
-    data = pinned_case(yaml.safe_load(sp.loaded.source), sp, case, e.run_id, errors, prefixes)
-    out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    path = out / f"{_slug(case.scenario)}__{_slug(case.task)}__s{case.seed}.yaml"
-    head = f"# Marked as a regression case in `trialrun serve` by {_one_line(marked_by, 100)}.\n"
-    path.write_text(head + _comment(case, e.run_id, errors)
-                    + yaml.safe_dump(data, sort_keys=False, allow_unicode=True),
-                    encoding="utf-8")
+    head = f"# Marked as a regression case in `trialrun serve` by {one_line(marked_by, 100)}.\n"
+    path = write_case(store, plan, e.run_id, case, out_dir, from_first_error, head)
     mark_regression(store, e.id, e.run_id, str(path), marked_by)
     return path
