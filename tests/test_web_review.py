@@ -377,7 +377,7 @@ def test_labels_feed_the_golden_set_and_a_failure_becomes_a_regression_case(brow
 
 # --- second opinions -------------------------------------------------------------------
 def test_second_opinions_measure_agreement_between_reviewers(browser, tmp_path):
-    from trialrun.review_agreement import agreement_text, reviewer_agreement
+    from trialrun.analysis.reviewers import agreement_text, reviewer_agreement
 
     url, store, run_id = stored_run(tmp_path, scenario(4, on_deny="abort", wrong=False))
     items = store.reviews(run_id)
@@ -418,7 +418,7 @@ def test_second_opinions_measure_agreement_between_reviewers(browser, tmp_path):
 
 def test_agreement_matches_cohens_worked_example(tmp_path):
     """[[40, 10], [5, 45]] -> kappa 0.7 (Cohen 1960), 85% agreement."""
-    from trialrun.review_agreement import reviewer_agreement
+    from trialrun.analysis.reviewers import reviewer_agreement
 
     store = Store(f"sqlite:///{tmp_path / 'k.db'}")
     run_id = store.create_run([], {}, 0, {})
@@ -460,7 +460,7 @@ def pg_url():
 
 
 def test_the_review_pages_and_their_records_work_on_postgresql(pg_url):
-    from trialrun.review_agreement import reviewer_agreement
+    from trialrun.analysis.reviewers import reviewer_agreement
     from trialrun.runner import run_episodes
 
     store = Store(pg_url)

@@ -708,8 +708,7 @@ def review_stats(
     from rich.table import Table
     from rich.text import Text
 
-    from trialrun.analysis.reviewers import MEANINGS, reviewer_stats
-    from trialrun.review_agreement import agreement_text
+    from trialrun.analysis.reviewers import MEANINGS, agreement_text, reviewer_stats
     from trialrun.store import Store
 
     store = Store(db)

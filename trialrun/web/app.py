@@ -522,8 +522,7 @@ async def episode(request: Request, code: int = 200, message: str = "",
 async def reviewers(request: Request) -> Response:
     """How reviewers do: their answers against the world's ground truth, and against each
     other (second opinions)."""
-    from trialrun.analysis.reviewers import MEANINGS, reviewer_stats
-    from trialrun.review_agreement import MEANING, reviewer_agreement
+    from trialrun.analysis.reviewers import MEANINGS, reviewer_agreement, reviewer_stats
 
     store = _store(request)
     run_id = request.query_params.get("run") or None
@@ -531,7 +530,7 @@ async def reviewers(request: Request) -> Response:
         run_id = store.get_run(run_id).id
     return _page(request, "reviewers.html.j2", title="Reviewers", run_id=run_id,
                  rows=reviewer_stats(store, run_id), meanings=MEANINGS,
-                 agreement=reviewer_agreement(store, run_id), agreement_meaning=MEANING,
+                 agreement=reviewer_agreement(store, run_id),
                  pairs=st.second_opinion_pairs(store, run_id)[-50:],
                  rate=request.app.state.second_rate)
 
