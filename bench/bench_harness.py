@@ -317,8 +317,10 @@ def compare(base: Path, args: argparse.Namespace, tmp: Path) -> None:
     envs = {"baseline": _tree_env(base.resolve(), tmp), "this": dict(os.environ)}
 
     def run(env: dict[str, str], argv: list[str]) -> dict[str, float]:
+        # A store of its own; run from `tmp`: a baseline's worker processes put the working
+        # directory first on their path, and the one here holds this checkout's trialrun.
         out = subprocess.run([sys.executable, __file__, *argv, tempfile.mkdtemp(dir=tmp)],
-                             env=env, capture_output=True, text=True)  # a store of its own
+                             env=env, capture_output=True, text=True, cwd=tmp)
         if out.returncode:
             sys.exit(out.stderr)
         return json.loads(out.stdout.strip().splitlines()[-1])

@@ -238,13 +238,14 @@ def test_a_store_from_before_packing_gains_the_column_and_reads_the_same(packed,
 
 
 def test_steps_that_do_not_fit_the_packing_are_left_to_the_step_table():
-    from trialrun.store import PACK_VERSION, pack_steps
+    from trialrun.store import _STEP_COLS, PACK_VERSION, pack_steps
 
     def step(**kw):
-        x = dict(idx=0, node="resolve", kind="tool", passed=None, help_needed=False,
-                 irreversible=True, reviewed=False, approved=None, confidence=None,
-                 sim_time=1.5, wall_us=7)
-        return {**x, **kw}
+        x = dict(episode_id="e", idx=0, node="resolve", kind="tool", tool=None, passed=None,
+                 help_needed=False, irreversible=True, reviewed=False, approved=None,
+                 confidence=None, sim_time=1.5, wall_us=7, digest="", decision="{}",
+                 result=None, checkpoint=None, grades="[]")
+        return tuple({**x, **kw}[c] for c in _STEP_COLS)
 
     blob = pack_steps([step(), step(idx=1, node="reply", passed=True, confidence=0.25)])
     assert blob is not None and blob[0] == PACK_VERSION

@@ -131,6 +131,18 @@ def test_a_worker_that_cannot_build_the_plan_falls_back_to_this_process(tmp_path
     assert "running in this process" in caplog.text
 
 
+def test_workers_import_this_trialrun_not_a_folder_of_that_name_in_the_cwd(
+        tmp_path, monkeypatch, caplog):
+    # e.g. run from the root of a checkout of another version: the workers must not pick it up
+    (tmp_path / "trialrun").mkdir()
+    (tmp_path / "trialrun" / "__init__.py").write_text("raise SystemExit('another trialrun')")
+    monkeypatch.chdir(tmp_path)
+    store = Store(f"sqlite:///{tmp_path / 'runs.db'}")
+    summary = go(store, crash_source(6), workers=2)
+    assert summary.ran == 6 and summary.errors == 0
+    assert "running in this process" not in caplog.text
+
+
 DRIVER = """
 import sys, anyio
 sys.path[:0] = {path!r}

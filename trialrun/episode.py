@@ -145,9 +145,6 @@ class Episode:
         self.cost = 0.0
         self.tokens = 0
         self.tools: dict[str, ToolSpec] = {}
-        # Per node: the graders that run at it and whether one reads the state (looked up
-        # once per episode, not per step).
-        self._graders: dict[str, tuple[tuple[Any, ...], bool]] = {}
 
     @property
     def human(self) -> Human:
@@ -414,16 +411,12 @@ class Episode:
     async def grade(self, node: str, decision: Decision, verdict: Verdict | None,
                     result: ToolResult | None) -> list[Grade]:
         """The world's verdict, the node's graders, and `valid_call` for a rejected call."""
-        at = self._graders.get(node)
-        if at is None:
-            graders = self.plan.node_graders.get(node, ())
-            at = self._graders[node] = ((self.plan.world_grader, *graders),
-                                        any(g.needs_state for g in graders))
+        graders, needs_state = self.plan.graders_at(node)
         ctx = StepContext(node, decision, verdict, result, self.task)
-        if at[1]:
+        if needs_state:
             ctx.state = await self.call(self.world.state)
         grades = []
-        for grader in at[0]:
+        for grader in graders:
             g = await grader.grade_step(ctx)
             if g is not None:
                 grades.append(g)

@@ -196,11 +196,10 @@ def infra_error_result(plan: ScenarioPlan, key: EpisodeKey, error: str, attempts
                          end_note="infrastructure error")
 
 
-# An episode run away from the store (a worker process, a Ray actor) travels back as its
-# summary (no steps), its store rows built where it ran (so the one writer only inserts them)
-# and, when the driver keeps whole results, its JSON.
-Shipped = tuple[dict[str, Any], Any, str | None]
-_HEAVY = ("steps", "outcome_grades")  # left out of the summary
+# An episode run away from the store (a worker process, a Ray actor) travels back pickled,
+# without its steps and outcome grades but with its store rows built where it ran (so the one
+# writer only inserts them), and, when the driver keeps whole results, as JSON too.
+Shipped = tuple[EpisodeResult, str | None]
 
 
 async def run_to_ship(plan: RunPlan, key: EpisodeKey, run_id: str, opts: ExecutorOptions,
@@ -214,19 +213,22 @@ async def run_to_ship(plan: RunPlan, key: EpisodeKey, run_id: str, opts: Executo
         plan.scenarios[key.scenario], key, opts,
         EpisodeResult.model_validate_json(paused) if paused is not None else None)
     result.attempts += lost  # tries lost with a worker count as tries
-    light = {k: v for k, v in result.__dict__.items() if k not in _HEAVY}
-    return light, episode_rows(run_id, result), (
-        result.model_dump_json() if opts.full_results else None)
+    full = result.model_dump_json() if opts.full_results else None
+    result._rows = episode_rows(run_id, result)
+    # Emptied in place (the worker is done with it): a pydantic model unpickles much faster
+    # than `model_construct` builds one, on the writer's hot path.
+    result.steps = []
+    result.outcome_grades = []
+    return result, full
 
 
 def shipped_result(shipped: Shipped) -> EpisodeResult:
     """The driver's side of `run_to_ship`: what `on_result` stores, rows included."""
-    light, rows, full = shipped
-    # The heavy fields given, not defaulted: pydantic inspects a default factory's signature
-    # on every model_construct (~0.25 ms each).
-    result = EpisodeResult.model_validate_json(full) if full is not None \
-        else EpisodeResult.model_construct(**light, steps=[], outcome_grades=[])
-    result._rows = rows
+    light, full = shipped
+    if full is None:
+        return light
+    result = EpisodeResult.model_validate_json(full)
+    result._rows = light._rows
     return result
 
 

@@ -41,6 +41,10 @@ class ScenarioPlan:
     irreversible_nodes: frozenset[str]
     reversible_nodes: frozenset[str]  # nodes the scenario marks `irreversible: false`
     policy_label: str
+    # Per node, the graders that run at it (the world's first) and whether one reads the
+    # state: looked up once per plan, not per step.
+    _graders_at: dict[str, tuple[tuple[Grader, ...], bool]] = field(
+        default_factory=dict, init=False, repr=False)
 
     @classmethod
     def build(cls, loaded: LoadedScenario) -> ScenarioPlan:
@@ -69,6 +73,16 @@ class ScenarioPlan:
     @property
     def agent_cls(self) -> type[Agent]:
         return self.loaded.agent_cls
+
+    def graders_at(self, node: str) -> tuple[tuple[Grader, ...], bool]:
+        """The graders of a step at `node`, the world's first, and whether one reads the
+        world's state."""
+        at = self._graders_at.get(node)
+        if at is None:
+            graders = self.node_graders.get(node, ())
+            at = self._graders_at[node] = ((self.world_grader, *graders),
+                                           any(g.needs_state for g in graders))
+        return at
 
     def new_world(self, key: EpisodeKey) -> World:
         return self.loaded.world_cls(self.loaded.world_options, self.tasks[key.task], key.seed)

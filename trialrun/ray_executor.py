@@ -45,6 +45,7 @@ from trialrun.executors import (
     Executor,
     ExecutorOptions,
     OnResult,
+    Shipped,
     infra_error_result,
     run_to_ship,
     shipped_result,
@@ -357,10 +358,10 @@ class EpisodeWorker:
         return os.getpid()
 
     async def run(self, keys: list[tuple[str, str, int, int, int]],
-                  paused: dict[str, str]) -> list[tuple[dict[str, Any], Any, str | None]]:
+                  paused: dict[str, str]) -> list[Shipped]:
         """Per key (scenario, task, seed, trial, tries lost with a worker before): the
-        result's summary (no steps), its store rows (built here, so the driver only inserts
-        them) and, if the driver keeps whole results, its JSON."""
+        result as `run_to_ship` packs it (no steps; its store rows, built here, so the
+        driver only inserts them)."""
         from trialrun.agents.tape import use_tape
         from trialrun.graders.judge import use_judge_cache
         from trialrun.scope import EpisodeScope, episode_scope

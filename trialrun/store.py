@@ -8,6 +8,8 @@ unique (run, key) constraint guarantees no planned episode is stored twice.
 from __future__ import annotations
 
 import json
+import os
+import random
 import struct
 import time
 import uuid
@@ -474,7 +476,9 @@ class Store:
     def save_episode(self, run_id: str, r: EpisodeResult) -> str:
         """Store one finished episode (rows prepared where it ran are taken as they are).
         Inside `batched()`, SQLite commits are grouped (see `_SqliteWriter`)."""
-        ep_id, row, steps = r._rows if r._rows is not None else episode_rows(run_id, r)
+        # (read directly: `r._rows` goes through pydantic's slow `__getattr__`, ~4 µs)
+        rows = (r.__pydantic_private__ or {}).get("_rows")
+        ep_id, row, steps = rows if rows is not None else episode_rows(run_id, r)
         if self._sqlite is not None:
             self._sqlite.save(row, steps)
             return ep_id
@@ -1047,39 +1051,50 @@ class Store:
             return {r.item: r.passed for r in rows}
 
 
+# Episode ids' random tails: a private generator seeded by the OS (per process, and again in
+# a forked child), never the `random` module's, which a user's code may seed. A system call
+# per episode (`uuid4`) cost more than the rest of its id.
+_IDS = random.Random()
+os.register_at_fork(after_in_child=_IDS.seed)
+
+
 def episode_rows(run_id: str, r: EpisodeResult) -> tuple[str, tuple[Any, ...],
                                                            list[tuple[Any, ...]]]:
     """An episode's id and its rows (episode, steps) as tuples in the order of
     `_EPISODE_COLS` and `_STEP_COLS`, ready to insert: built where the episode ran, so that
-    the process writing the store only inserts them."""
-    # 64 random bits: 32 collide within a 100,000-episode run (birthday bound).
-    ep_id = f"{run_id}-{uuid.uuid4().hex[:16]}"
-    first = r.first_error
+    the process writing the store only inserts them. One pass over the steps (the hot path
+    of a run): each step's trusted verdict is read once, for its row and the first error."""
+    # 64 random bits: 1 chance in 3.7 million of a clash in a 100,000-episode run.
+    ep_id = f"{run_id}-{_IDS.getrandbits(64):016x}"
     key = r.key
+    first: Step | None = None
     reviews = asks = 0
+    dump_grades = _GRADES_MODE_JSON.dump_json
+    steps = []
     for st in r.steps:
-        reviews += st.checkpoint is not None and st.checkpoint.reviewed
-        asks += st.decision.kind == "ask_human"
-    row = dict(
-        id=ep_id, run_id=run_id, key=str(key), scenario=key.scenario, task=key.task,
-        seed=key.seed, trial=key.trial, agent=r.agent, policy=r.policy,
-        end_reason=r.end_reason.value,
-        end_note=r.end_note, success=r.success, score=r.score, n_steps=len(r.steps),
-        sim_time=r.sim_time, wall_ms=r.wall_ms, cost=r.cost, tokens=r.tokens,
-        reviews=reviews, asks=asks,
-        human_seconds=float(r.metrics.get("human_seconds", 0.0)),
-        first_error_step=first.index if first else None,
-        first_error_node=first.node if first else None, ambiguous=r.ambiguous,
-        user_fault=r.user_fault, error=r.error, attempts=r.attempts,
-        final_digest=r.final_digest,
-        outcome_grades=_GRADES_MODE_JSON.dump_json(r.outcome_grades).decode(),
-        metrics=json.dumps(r.metrics), parent_id=r.parent, fork_at=r.fork_at,
-    )
-    steps = [_step_row(ep_id, st) for st in r.steps]
-    row["step_arrays"] = pack_steps(steps)
-    # Tuples in the insert's column order: the writer binds them as they are.
-    return ep_id, tuple(row[c] for c in _EPISODE_COLS), [
-        tuple(x[c] for c in _STEP_COLS) for x in steps]
+        cp, d, res = st.checkpoint, st.decision, st.result
+        passed = st.passed
+        if passed is False and first is None:
+            first = st
+        reviewed = cp is not None and cp.reviewed
+        reviews += reviewed
+        asks += d.kind == "ask_human"
+        steps.append((  # _STEP_COLS
+            ep_id, st.index, st.node, d.kind, d.tool, passed, st.help_needed,
+            st.irreversible, reviewed, cp.approved if cp is not None else None, d.confidence,
+            st.sim_time, st.wall_us, st.state_digest, d.model_dump_json(exclude_none=True),
+            res.model_dump_json(exclude_none=True) if res is not None else None,
+            cp.model_dump_json(exclude_none=True) if cp is not None else None,
+            dump_grades(st.grades, exclude_none=True).decode()))
+    row = (  # _EPISODE_COLS
+        ep_id, run_id, str(key), key.scenario, key.task, key.seed, key.trial, r.agent, r.policy,
+        r.end_reason.value, r.end_note, r.success, r.score, len(steps), r.sim_time, r.wall_ms,
+        r.cost, r.tokens, reviews, asks, float(r.metrics.get("human_seconds", 0.0)),
+        first.index if first else None, first.node if first else None, r.ambiguous,
+        r.user_fault, r.error, r.attempts, r.final_digest,
+        _GRADES_MODE_JSON.dump_json(r.outcome_grades).decode(), json.dumps(r.metrics),
+        r.parent, r.fork_at, pack_steps(steps))
+    return ep_id, row, steps
 
 
 # --- episode.step_arrays: an episode's analysis step columns in one value (issue 13) ---------
@@ -1099,20 +1114,20 @@ _PACK_RECORD = struct.Struct("<iHHbbbbbddq")
 _NAN = float("nan")
 
 
-def pack_steps(steps: list[dict[str, Any]]) -> bytes | None:
-    """`step_arrays` for an episode's step rows (`_step_row`); None when they do not fit
-    the format (a name holding a separator, an out-of-range value): the step table is read."""
+def pack_steps(steps: list[tuple[Any, ...]]) -> bytes | None:
+    """`step_arrays` for an episode's step rows (tuples in `_STEP_COLS` order); None when
+    they do not fit the format (a name holding a separator, an out-of-range value): the
+    step table is read."""
     nodes: dict[str, int] = {}
     kinds: dict[str, int] = {}
     rec = _PACK_RECORD.pack
     try:
+        # x: _, idx, node, kind, _, passed, help_needed, irreversible, reviewed, approved,
+        # confidence, sim_time, wall_us, ...
         body = b"".join([rec(
-            x["idx"], nodes.setdefault(x["node"], len(nodes)),
-            kinds.setdefault(x["kind"], len(kinds)),
-            -1 if x["passed"] is None else x["passed"], x["help_needed"], x["irreversible"],
-            x["reviewed"], -1 if x["approved"] is None else x["approved"],
-            _NAN if x["confidence"] is None else x["confidence"], x["sim_time"],
-            x["wall_us"]) for x in steps])
+            x[1], nodes.setdefault(x[2], len(nodes)), kinds.setdefault(x[3], len(kinds)),
+            -1 if x[5] is None else x[5], x[6], x[7], x[8], -1 if x[9] is None else x[9],
+            _NAN if x[10] is None else x[10], x[11], x[12]) for x in steps])
     except (struct.error, TypeError):
         return None
     names = "\x1f".join(nodes) + "\x1e" + "\x1f".join(kinds)
@@ -1132,6 +1147,17 @@ def _packed_names(names: str) -> tuple[list[str], list[str]]:
 # The columns an insert names, in order (a step's id is the database's).
 _EPISODE_COLS = tuple(c.name for c in EpisodeRow.__table__.columns)
 _STEP_COLS = tuple(c.name for c in StepRow.__table__.columns if c.name != "id")
+# `episode_rows` and `pack_steps` build rows positionally, in these orders.
+assert _EPISODE_COLS == (
+    "id", "run_id", "key", "scenario", "task", "seed", "trial", "agent", "policy", "end_reason",
+    "end_note", "success", "score", "n_steps", "sim_time", "wall_ms", "cost", "tokens",
+    "reviews", "asks", "human_seconds", "first_error_step", "first_error_node", "ambiguous",
+    "user_fault", "error", "attempts", "final_digest", "outcome_grades", "metrics",
+    "parent_id", "fork_at", "step_arrays"), _EPISODE_COLS
+assert _STEP_COLS == (
+    "episode_id", "idx", "node", "kind", "tool", "passed", "help_needed", "irreversible",
+    "reviewed", "approved", "confidence", "sim_time", "wall_us", "digest", "decision",
+    "result", "checkpoint", "grades"), _STEP_COLS
 
 
 def _grade_adapter() -> Any:
@@ -1142,21 +1168,6 @@ def _grade_adapter() -> Any:
 
 # One Rust call per list instead of a model_dump and json.dumps per grade (the hot path).
 _GRADES_MODE_JSON = _grade_adapter()
-
-
-def _step_row(ep_id: str, st: Step) -> dict[str, Any]:
-    cp = st.checkpoint
-    d = st.decision
-    return {
-        "episode_id": ep_id, "idx": st.index, "node": st.node, "kind": d.kind,
-        "tool": d.tool, "passed": st.passed, "help_needed": st.help_needed,
-        "irreversible": st.irreversible,
-        "reviewed": bool(cp and cp.reviewed), "approved": cp.approved if cp else None,
-        "confidence": d.confidence, "sim_time": st.sim_time, "wall_us": st.wall_us,
-        "digest": st.state_digest, "decision": d.model_dump_json(exclude_none=True),
-        "result": _dump(st.result), "checkpoint": _dump(cp),
-        "grades": _GRADES_MODE_JSON.dump_json(st.grades, exclude_none=True).decode(),
-    }
 
 
 def _step_from_row(x: StepRow) -> Step:

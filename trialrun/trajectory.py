@@ -18,6 +18,9 @@ class Trust(StrEnum):
     noisy = "noisy"  # LLM judges and other estimates
 
 
+_TRUSTED = Trust.trusted  # a module constant: `Trust.trusted` is a descriptor call per read
+
+
 class EndReason(StrEnum):
     """Why an episode ended; kept apart in every metric (DESIGN.md invariants)."""
 
@@ -162,7 +165,7 @@ class Step(BaseModel):
         """Node verdict from trusted grades; None when no grader looked at this step."""
         verdict = None  # read for every step by the store and `first_error`: one pass
         for g in self.grades:
-            if g.trust == Trust.trusted:
+            if g.trust == _TRUSTED:
                 if not g.passed:
                     return False
                 verdict = True

@@ -33,6 +33,7 @@ import anyio
 from trialrun.executors import (
     ExecutorOptions,
     OnResult,
+    Shipped,
     infra_error_result,
     run_to_ship,
     shipped_result,
@@ -74,11 +75,14 @@ class WorkerPool:
     def _spawn(self) -> tuple[subprocess.Popen[bytes], _Link]:
         """A fresh interpreter running `worker_main` (not multiprocessing's spawn, which
         re-imports the caller's main script: a script without a main guard would run again),
-        talking over two pipes of its own (stdout stays the user's)."""
+        talking over two pipes of its own (stdout stays the user's). `-P`: the working
+        directory is not put first on its path, so a folder named `trialrun` there (a
+        checkout of another version) cannot stand in for the parent's trialrun."""
         p2c_r, p2c_w = os.pipe()
         c2p_r, c2p_w = os.pipe()
-        proc = subprocess.Popen([sys.executable, "-m", "trialrun.worker_pool", str(p2c_r),
-                                 str(c2p_w)], pass_fds=(p2c_r, c2p_w), stdin=subprocess.DEVNULL)
+        proc = subprocess.Popen([sys.executable, "-P", "-m", "trialrun.worker_pool",
+                                 str(p2c_r), str(c2p_w)], pass_fds=(p2c_r, c2p_w),
+                                stdin=subprocess.DEVNULL)
         os.close(p2c_r)
         os.close(c2p_w)
         link = _Link(Connection(p2c_w, readable=False), Connection(c2p_r, writable=False))
@@ -272,7 +276,7 @@ async def _serve(conn: Any) -> None:
     conn.send(("ready",))
     episode_scope.set(EpisodeScope(store=store, run_id=run_id))
     send, receive = anyio.create_memory_object_stream[tuple[EpisodeKey, str | None]](math.inf)
-    outbox: list[tuple[dict[str, Any], Any, str | None]] = []
+    outbox: list[Shipped] = []
     first_wait = [0.0]
 
     def flush() -> None:
