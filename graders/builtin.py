@@ -22,11 +22,23 @@ from trialrun.trajectory import Grade
 class WorldVerdict(Grader):
     """The world's own ground truth: was this decision sound given the state before it?"""
 
+    def __init__(self, options: GraderOptions, label: str | None = None) -> None:
+        super().__init__(options, label)
+        # Grades are values and most steps repeat one (same node, same verdict): handing out
+        # one instance skips a model construction on every step of every episode.
+        self._grades: dict[tuple[bool, str, str], Grade] = {}
 
     async def grade_step(self, ctx: StepContext) -> Grade | None:
-        if ctx.verdict is None:
+        v = ctx.verdict
+        if v is None:
             return None
-        return self.grade(ctx.verdict.correct, ctx.verdict.reason, node=ctx.node)
+        key = (v.correct, v.reason, ctx.node)
+        g = self._grades.get(key)
+        if g is None:
+            if len(self._grades) >= 4096:  # e.g. reasons naming ids: never grow without bound
+                self._grades.clear()
+            g = self._grades[key] = self.grade(v.correct, v.reason, node=ctx.node)
+        return g
 
     async def grade_outcome(self, ctx: OutcomeContext) -> Grade:
         ok = bool(ctx.outcome.get("success"))

@@ -21,9 +21,10 @@ from __future__ import annotations
 
 import inspect
 import re
+import types
 import typing
-from collections.abc import Callable
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, create_model
@@ -49,17 +50,52 @@ class DeclaredTool:
     args: type[BaseModel]
     seconds: float
     method: str  # attribute name on the world
+    # For an argument model built from a signature (`collect_tools`) whose arguments are all
+    # plain (str, int, float, bool, or one of them or None; no constraints): each argument's
+    # exact types. Arguments of exactly those types, the required ones given, are valid as
+    # they are: strict validation would return them unchanged, so they skip it. None: the
+    # model checks every call.
+    plain: Mapping[str, tuple[type, ...]] | None = field(default=None, compare=False)
+    required: frozenset[str] = field(default=frozenset(), compare=False)
 
     def validate(self, args: Any) -> dict[str, Any]:
         if not isinstance(args, dict):
             raise ToolError(f"{self.spec.name}: arguments must be an object, "
                             f"got {type(args).__name__}")
+        plain = self.plain
+        if plain is not None and self.required.issubset(args):
+            for k, v in args.items():
+                types_ = plain.get(k)
+                if types_ is None or type(v) not in types_:
+                    break
+            else:
+                return dict(args)
         try:
             model = self.args.model_validate(args, strict=True)
         except ValidationError as e:
             raise ToolError(f"{self.spec.name}: bad arguments: {_brief(e)}") from None
         # Only what the caller gave (defaults are the method's business), as parsed values.
         return {k: getattr(model, k) for k in args}
+
+
+_PLAIN = (str, int, float, bool)
+
+
+def _plain_fields(model: type[BaseModel]
+                  ) -> tuple[dict[str, tuple[type, ...]] | None, frozenset[str]]:
+    """For a model `_args_model` built: per argument, the exact types strict validation
+    returns unchanged when every argument is plain (one of _PLAIN, or it or None, with no
+    constraints), else None; and the required arguments."""
+    out: dict[str, tuple[type, ...]] | None = {}
+    for name, f in model.model_fields.items():
+        ann, parts = f.annotation, (f.annotation,)
+        if typing.get_origin(ann) in (typing.Union, types.UnionType):
+            parts = typing.get_args(ann)
+        if f.metadata or not all(p in _PLAIN or p is type(None) for p in parts):
+            out = None
+            break
+        out[name] = tuple(parts)
+    return out, frozenset(k for k, f in model.model_fields.items() if f.is_required())
 
 
 def tool(seconds: float = 0.0, irreversible: bool = False, name: str | None = None) -> \
@@ -91,7 +127,8 @@ def collect_tools(cls: type) -> dict[str, DeclaredTool]:
             schema["additionalProperties"] = False
             spec = ToolSpec(name=meta["name"], description=summary, parameters=schema,
                             irreversible=meta["irreversible"])
-            out[meta["name"]] = DeclaredTool(spec, model, meta["seconds"], attr)
+            out[meta["name"]] = DeclaredTool(spec, model, meta["seconds"], attr,
+                                             *_plain_fields(model))
     return out
 
 

@@ -19,7 +19,7 @@ import random
 from abc import ABC, abstractmethod
 from typing import Any, ClassVar
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, ConfigDict, Field
 
 from trialrun.registry import register
 from trialrun.sandbox.tools import DeclaredTool, ToolError, collect_tools, tool
@@ -50,6 +50,9 @@ class WorldStatus(BaseModel):
 
 class Verdict(BaseModel):
     """The world's ground truth about one decision, for node graders and escalation."""
+
+    # A value, never changed once given: worlds may hand out one instance many times.
+    model_config = ConfigDict(frozen=True)
 
     correct: bool
     reason: str = ""

@@ -97,3 +97,19 @@ def test_bad_agent_calls_are_graded_errors_not_crashes(store):
     assert "argument order_id must be string" in errors[2]
     assert "verify the customer's identity first" in errors[3]
     assert all(st.passed is False for st in r.steps[:4])
+
+
+def test_the_scripted_agent_goes_on_from_what_a_human_took_over(store):
+    """A denied guess replaced by the world's own step (here: asking which order) must not
+    derail the agent: it learns from what ran, not from what it proposed."""
+    text = (RETAIL / "ambiguous_refund.yaml").read_text().replace(
+        "checkpoints: {policy: before_irreversible}",
+        "checkpoints: {policy: always, on_deny: takeover}").replace(
+        "params: {ask: when_ambiguous}", "params: {ask: never}").replace(
+        "seeds: 3", "seeds: 30")
+    summary = run_source(store, text)
+    assert summary.errors == 0
+    taken = [s for r in summary.results for s in r.steps
+             if s.checkpoint and s.checkpoint.action == "takeover"]
+    assert any(s.checkpoint.reviewed for s in taken)
+    assert all(r.success is not None for r in summary.results)

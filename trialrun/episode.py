@@ -51,24 +51,55 @@ _TYPES: dict[str, Any] = {"string": str, "integer": int, "number": (int, float),
 def check_arguments(spec: ToolSpec, args: Any) -> str | None:
     """A light JSON-schema check of a tool call (required, unknown, primitive types), for
     tools whatever declared them; a world's `@tool` methods check strictly again."""
-    if not isinstance(args, dict):
-        return f"arguments must be an object, got {type(args).__name__}"
+    return _checker(spec)(args)
+
+
+_Check = Callable[[Any], "str | None"]
+# Compiled checks by tool spec (held with their spec, so an id is never reused meanwhile):
+# worlds hand out the same specs every episode, and reading the schema costs more than the
+# check. Bounded: specs built fresh per episode (a world's own `tools()`) start it over.
+_CHECKS: dict[int, tuple[ToolSpec, _Check]] = {}
+
+
+def _checker(spec: ToolSpec) -> _Check:
+    held = _CHECKS.get(id(spec))
+    if held is not None and held[0] is spec:
+        return held[1]
+    if len(_CHECKS) >= 4096:
+        _CHECKS.clear()
+    check = _compile_check(spec)
+    _CHECKS[id(spec)] = (spec, check)
+    return check
+
+
+def _compile_check(spec: ToolSpec) -> _Check:
     params = spec.parameters
     props = params.get("properties", {})
-    missing = [k for k in params.get("required", []) if k not in args]
-    if missing:
-        return f"{spec.name}: missing required argument(s) {', '.join(missing)}"
-    if params.get("additionalProperties") is False:
-        unknown = [k for k in args if k not in props]
-        if unknown:
-            return f"{spec.name}: unknown argument(s) {', '.join(unknown)}; " \
-                   f"expected {', '.join(props)}"
-    for k, v in args.items():
-        want = props.get(k, {}).get("type")
-        if want in _TYPES and v is not None and (
-                not isinstance(v, _TYPES[want]) or (want != "boolean" and isinstance(v, bool))):
-            return f"{spec.name}: argument {k} must be {want}, got {type(v).__name__}"
-    return None
+    required = tuple(params.get("required", []))
+    closed = params.get("additionalProperties") is False
+    types = {k: (_TYPES[p["type"]], p["type"]) for k, p in props.items()
+             if isinstance(p, dict) and isinstance(p.get("type"), str) and p["type"] in _TYPES}
+    name = spec.name
+
+    def check(args: Any) -> str | None:
+        if not isinstance(args, dict):
+            return f"arguments must be an object, got {type(args).__name__}"
+        missing = [k for k in required if k not in args]
+        if missing:
+            return f"{name}: missing required argument(s) {', '.join(missing)}"
+        if closed:
+            unknown = [k for k in args if k not in props]
+            if unknown:
+                return f"{name}: unknown argument(s) {', '.join(unknown)}; " \
+                       f"expected {', '.join(props)}"
+        for k, v in args.items():
+            want = types.get(k)
+            if want is not None and v is not None and (
+                    not isinstance(v, want[0]) or (want[1] != "boolean" and isinstance(v, bool))):
+                return f"{name}: argument {k} must be {want[1]}, got {type(v).__name__}"
+        return None
+
+    return check
 
 
 DenyAction = Literal["retry", "takeover", "abort"]

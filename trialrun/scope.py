@@ -9,7 +9,7 @@ run (a replay, a test calling `run_episode` directly).
 from __future__ import annotations
 
 from contextvars import ContextVar
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from typing import Any
 
 __all__ = ["EpisodeScope", "episode_scope"]
@@ -25,7 +25,8 @@ class EpisodeScope:
     resuming: bool = False  # the episode goes on from a stored pause
 
     def with_(self, **changes: Any) -> EpisodeScope:
-        return replace(self, **changes)
+        # (not `dataclasses.replace`, which inspects the fields each call: once an episode)
+        return EpisodeScope(**{**self.__dict__, **changes})
 
 
 # The default is frozen: a scope is replaced, never changed in place.

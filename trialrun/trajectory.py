@@ -122,6 +122,9 @@ class Observation(BaseModel):
 
 
 class Grade(BaseModel):
+    # A value, never changed once given: graders may hand out one instance many times.
+    model_config = ConfigDict(frozen=True)
+
     grader: str
     passed: bool
     score: float = 1.0

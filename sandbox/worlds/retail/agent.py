@@ -10,6 +10,7 @@ escalation behaviour.
 from __future__ import annotations
 
 import re
+from functools import lru_cache
 from typing import Any, Literal
 
 from pydantic import Field
@@ -164,7 +165,8 @@ class ScriptedRetailAgent(ScriptedAgent):
         return self.rng.choice(same)
 
     async def feedback(self, fb: Feedback) -> None:
-        d, res = fb.decision, fb.result
+        # What ran is what the result answers: a human who took over may have done otherwise.
+        d, res = fb.executed or fb.decision, fb.result
         if fb.denied:
             return  # the same phase decides again
         if d.kind == "ask_human":
@@ -205,7 +207,13 @@ class ScriptedRetailAgent(ScriptedAgent):
 
 
 def _windows(policy: str) -> dict[str, int]:
+    refund, exchange = _window_days(policy)
+    return {"refund": refund, "exchange": exchange}
+
+
+@lru_cache(maxsize=64)  # the policy text is the same every episode of a scenario
+def _window_days(policy: str) -> tuple[int, int]:
     refund = re.search(r"within (\d+) days of delivery", policy)
     exchange = re.search(r"delivered orders within (\d+) days", policy)
-    return {"refund": int(refund.group(1)) if refund else 30,
-            "exchange": int(exchange.group(1)) if exchange else 45}
+    return (int(refund.group(1)) if refund else 30,
+            int(exchange.group(1)) if exchange else 45)

@@ -7,6 +7,7 @@ thing; keeping them in one short module makes a change to one visible next to th
 
 from __future__ import annotations
 
+from functools import lru_cache
 from typing import Any
 
 POLICY = """Retail support policy
@@ -28,6 +29,7 @@ POLICY = """Retail support policy
    exchange."""
 
 
+@lru_cache(maxsize=64)  # a pure function of two ints, asked once an episode
 def policy_text(refund_window_days: int, exchange_window_days: int) -> str:
     """The policy as the agent reads it, with this world's windows filled in."""
     return POLICY.format(refund_window_days=refund_window_days,

@@ -11,6 +11,7 @@ from __future__ import annotations
 import copy
 import hashlib
 import json
+from functools import cache, lru_cache
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
@@ -33,6 +34,8 @@ CATALOG = [
     ("P130", "desk lamp", 39.99), ("P131", "headphones", 129.00),
 ]
 CATALOG_SKUS = [c[0] for c in CATALOG]
+# What each world's product table starts as (each world changes only its own copy).
+_PRODUCTS = {sku: {"sku": sku, "name": n, "price": p, "in_stock": True} for sku, n, p in CATALOG}
 
 
 # --- what a scenario may say: the `world:` options and each task's fields -------------------
@@ -109,8 +112,7 @@ class RetailWorld(World):
                  seed: int) -> None:
         super().__init__(options, task, seed)
         self.ambiguous = bool(task.get("ambiguous"))
-        self.products = {sku: {"sku": sku, "name": n, "price": p, "in_stock": True}
-                         for sku, n, p in CATALOG}
+        self.products = {sku: p.copy() for sku, p in _PRODUCTS.items()}  # this episode's
 
     # --- set-up ----------------------------------------------------------------------
     def reset(self) -> Observation:
@@ -126,58 +128,52 @@ class RetailWorld(World):
         nf, kf = len(FIRST_NAMES), len(FIRST_NAMES).bit_length()
         nl, kl = len(LAST_NAMES), len(LAST_NAMES).bit_length()
         ns, ks = len(CATALOG_SKUS), len(CATALOG_SKUS).bit_length()
-        per = self.options.orders_per_customer
-        n_order = 5000
-        for i in range(self.options.customers):
-            cid = f"C{1000 + i}"
+        per, n_cust = self.options.orders_per_customer, self.options.customers
+        n_order = 5000 + n_cust * per  # the last background order's number
+        order_ids = _ids("O", 5001, n_cust * per)
+        lines, totals, statuses = _LINES, _TOTALS, _BACKGROUND_STATUSES
+        for i, cid in enumerate(_ids("C", 1000, n_cust)):
             r = bits(kf)
             while r >= nf:
                 r = bits(kf)
-            first = FIRST_NAMES[r]
+            names = _FULL_NAMES[r]
+            heads = _EMAIL_HEADS[r]
             r = bits(kl)
             while r >= nl:
                 r = bits(kl)
-            last = LAST_NAMES[r]
+            name, head = names[r], heads[r]
             r = bits(17)  # zip: 10000 + below(90000)
             while r >= 90000:
                 r = bits(17)
-            mine: list[str] = []
-            customers[cid] = {
-                "id": cid, "name": f"{first} {last}",
-                "email": f"{first.lower()}.{last.lower()}{i}@example.com",
-                "zip": f"{10000 + r}", "orders": mine,
-            }
-            for _ in range(per):
-                n_order += 1
-                oid = f"O{n_order}"
+            mine = list(order_ids[i * per:(i + 1) * per])
+            customers[cid] = {"id": cid, "name": name, "email": f"{head}{i}@example.com",
+                              "zip": str(10000 + r), "orders": mine}
+            for oid in mine:
                 r = bits(ks)
                 while r >= ns:
                     r = bits(ks)
                 sku = CATALOG_SKUS[r]
-                r = bits(3)  # one of 4 statuses
-                while r >= 4:
-                    r = bits(3)
-                status = _BACKGROUND_STATUSES[r]
+                st = bits(3)  # one of 4 statuses, the last two "delivered"
+                while st >= 4:
+                    st = bits(3)
                 r = bits(7)  # days: 1 + below(90)
                 while r >= 90:
                     r = bits(7)
-                days = 1 + r
-                orders[oid] = {"id": oid, "customer_id": cid, "items": [dict(_LINES[sku])],
-                               "total": _TOTALS[sku], "status": status,
-                               "days_since_delivery": days if status == "delivered" else None,
+                orders[oid] = {"id": oid, "customer_id": cid, "items": [lines[sku].copy()],
+                               "total": totals[sku], "status": statuses[st],
+                               "days_since_delivery": 1 + r if st >= 2 else None,
                                "refunded": 0.0}
-                mine.append(oid)
         sc = self.spec.customer
         me = "C0001"
         self.customers[me] = {"id": me, "name": sc.name, "email": sc.email, "zip": sc.zip,
                               "orders": []}
         for o in self.spec.orders:
-            self._add_order(me, o.id, [i.model_dump() for i in o.items], o.status,
+            self._add_order(me, o.id, [(i.sku, i.qty) for i in o.items], o.status,
                             o.days_since_delivery)
         # One seeded extra order, so that looking up the wrong order is always possible.
         extra = f"O{n_order + 1}"
         sku = CATALOG_SKUS[below(ns)]
-        self._add_order(me, extra, [{"sku": sku, "qty": 1}], "delivered", 60 + below(61))
+        self._add_order(me, extra, [(sku, 1)], "delivered", 60 + below(61))
         self.customer_id = me
         self.verified: str | None = None
         self.clarified = not self.ambiguous
@@ -186,6 +182,10 @@ class RetailWorld(World):
         # live table, this snapshot and the expected final state.
         self.initial_orders = dict(self.orders)
         self.touched: set[str] = set()  # orders changed since reset: all a digest must cover
+        seed = self.seed  # its JSON, for every digest (int's is its repr; a bool's is not)
+        self._seed_json = repr(seed) if type(seed) is int else _compact_json(seed)
+        self._digest: str | None = None
+        self._touched_json, self._messages_json = "{}", "[]"  # nothing touched or said yet
         self.expected = self._expected_resolution()
         # The text is what an LLM agent reads: the policy it must follow, then the customer.
         policy, opening = self.policy_text(), self._opening_line()
@@ -195,16 +195,16 @@ class RetailWorld(World):
             "customer": {"email": sc.email, "name": sc.name, "zip": sc.zip},
         })
 
-    def _add_order(self, cid: str, oid: str, items: list[dict[str, Any]], status: str,
+    def _add_order(self, cid: str, oid: str, items: list[tuple[str, int]], status: str,
                    days: int | None) -> None:
+        """Plant an order of (sku, qty) items for customer `cid`."""
         lines = []
-        for it in items:
-            p = self.products.get(it["sku"])
+        for sku, qty in items:
+            p = self.products.get(sku)
             if p is None:
-                raise ValueError(f"order {oid}: unknown product sku {it['sku']!r}; known: "
+                raise ValueError(f"order {oid}: unknown product sku {sku!r}; known: "
                                  f"{', '.join(self.products)}")
-            lines.append({"sku": p["sku"], "name": p["name"], "price": p["price"],
-                          "qty": it.get("qty", 1)})
+            lines.append({"sku": p["sku"], "name": p["name"], "price": p["price"], "qty": qty})
         total = round(sum(x["price"] * x["qty"] for x in lines), 2)
         self.orders[oid] = {"id": oid, "customer_id": cid, "items": lines, "total": total,
                             "status": status,
@@ -269,6 +269,7 @@ class RetailWorld(World):
             if (email and c["email"] == email) or (name and zip and c["name"] == name
                                                    and c["zip"] == zip):
                 self.verified = c["id"]
+                self._changed()
                 return {"customer_id": c["id"], "name": c["name"]}
         raise ToolError("no customer matches; check the email, or give name and zip")
 
@@ -366,6 +367,7 @@ class RetailWorld(World):
             message: the text the customer reads
         """
         self.messages.append(str(message))
+        self._changed(messages=True)
         return {"sent": True}
 
     def _verified_order(self, order_id: str) -> dict[str, Any]:
@@ -383,6 +385,7 @@ class RetailWorld(World):
         the expected final state is built on."""
         if orders is self.orders:
             self.touched.add(args["order_id"])
+            self._changed(orders=True)
         # Copy on write: the tables share the orders nobody changed (see `reset`).
         o = orders[args["order_id"]] = _copy_order(orders[args["order_id"]])
         if tool == "refund":
@@ -400,11 +403,13 @@ class RetailWorld(World):
 
     def on_message(self, text: str) -> Observation:
         self.messages.append(text)
+        self._changed(messages=True)
         return Observation()
 
     def human_answer(self, question: str) -> str:
         """A supervisor who knows the customer's intent resolves the ambiguity."""
         self.clarified = True
+        self._changed()
         oid = self.expected["order_id"]
         return f"The customer means order {oid}."
 
@@ -413,53 +418,52 @@ class RetailWorld(World):
         exp = self.expected
         if d.kind == "ask_human":
             need = not self.clarified
-            return Verdict(correct=True, help_needed=need,
-                           reason="ambiguous request: asking is right" if need
-                           else "nothing was ambiguous")
+            return _fixed(True, "ambiguous request: asking is right" if need
+                          else "nothing was ambiguous", need)
         if d.kind == "finish":
             ok = bool(self.messages)
-            return Verdict(correct=ok, reason="replied before finishing" if ok
-                           else "finished without replying to the customer")
+            return _fixed(ok, "replied before finishing" if ok
+                          else "finished without replying to the customer")
         if d.kind == "message":
-            return Verdict(correct=True, reason="message")
+            return _fixed(True, "message")
         tool, args = d.tool, d.args
         unclarified = not self.clarified
         if tool == "find_customer":
             c = self.customers[self.customer_id]
             ok = args.get("email") == c["email"] or (args.get("name") == c["name"]
                                                      and args.get("zip") == c["zip"])
-            return Verdict(correct=ok, reason="right customer" if ok else "wrong identity")
+            return _fixed(ok, "right customer" if ok else "wrong identity")
         if tool in ("list_orders", "search_products"):
             ok = tool != "list_orders" or args.get("customer_id") == self.customer_id
-            return Verdict(correct=ok, reason="read-only lookup")
+            return _fixed(ok, "read-only lookup")
         if tool == "get_order":
             if unclarified:
-                return Verdict(correct=False, help_needed=True,
-                               reason="guessed one of several matching orders instead of asking")
-            ok = args.get("order_id") == exp["order_id"]
-            return Verdict(correct=ok, reason="the order in question" if ok
-                           else f"looked up {args.get('order_id')}, the customer means "
-                           f"{exp['order_id']}")
+                return _fixed(False, "guessed one of several matching orders instead of asking",
+                              True)
+            if args.get("order_id") == exp["order_id"]:
+                return _fixed(True, "the order in question")
+            return Verdict(correct=False, reason=f"looked up {args.get('order_id')}, the "
+                           f"customer means {exp['order_id']}")
         if tool in IRREVERSIBLE:
             if unclarified:
-                return Verdict(correct=False, help_needed=True,
-                               reason="acted on an ambiguous request without asking")
+                return _fixed(False, "acted on an ambiguous request without asking", True)
             want = exp["action"]
             if want is None:
                 return Verdict(correct=False, help_needed=True,
                                reason=f"policy forbids {tool} here: {', '.join(exp['facts'])}")
-            ok = tool == want["tool"] and all(
-                _same(args.get(k), v) for k, v in want["args"].items())
-            return Verdict(correct=ok, help_needed=not ok,
-                           reason="as policy requires" if ok else f"expected {want['tool']}"
+            if tool == want["tool"] and all(
+                    _same(args.get(k), v) for k, v in want["args"].items()):
+                return _fixed(True, "as policy requires", False)
+            return Verdict(correct=False, help_needed=True, reason=f"expected {want['tool']}"
                            f"({want['args']}), got {tool}({args})")
         if tool == "reply":
             text = str(args.get("message", "")).lower()
             missing = [f for f in exp["facts"] if f.lower() not in text]
             if self.actions_pending():
-                return Verdict(correct=False, reason="replied before resolving the request")
-            return Verdict(correct=not missing, reason="states the outcome" if not missing
-                           else f"reply misses {missing}")
+                return _fixed(False, "replied before resolving the request")
+            if not missing:
+                return _fixed(True, "states the outcome")
+            return Verdict(correct=False, reason=f"reply misses {missing}")
         return Verdict(correct=False, reason=f"unknown tool {tool!r}")
 
     def reference_decision(self, decision: Decision) -> Decision | None:
@@ -528,10 +532,31 @@ class RetailWorld(World):
     def digest(self) -> str:
         # Untouched orders are a function of the seed and the task, so hashing the seed and
         # the touched orders identifies the state as exactly as hashing everything, at a
-        # fraction of the cost (the loop digests after every step).
-        blob = _compact_json([self.seed, {k: self.orders[k] for k in sorted(self.touched)},
-                              self.messages, self.verified, self.clarified])
-        return hashlib.blake2b(blob.encode(), digest_size=8).hexdigest()
+        # fraction of the cost. The loop digests after every step and most steps change
+        # nothing, so a digest is kept until the state changes (`_changed`), and the JSON of
+        # the touched orders and of the messages until they do. The blob is, byte for byte,
+        # `_compact_json([seed, touched orders, messages, verified, clarified])`.
+        if self._digest is None:
+            if self._touched_json is None:
+                self._touched_json = _compact_json(
+                    {k: self.orders[k] for k in sorted(self.touched)})
+            if self._messages_json is None:
+                self._messages_json = _compact_json(self.messages)
+            v, c = self.verified, self.clarified
+            blob = (f"[{self._seed_json},{self._touched_json},{self._messages_json},"
+                    f"{'null' if v is None else _compact_json(v)},"
+                    f"{'true' if c is True else 'false' if c is False else _compact_json(c)}]")
+            self._digest = hashlib.blake2b(blob.encode(), digest_size=8).hexdigest()
+        return self._digest
+
+    def _changed(self, orders: bool = False, messages: bool = False) -> None:
+        """Every change to the state comes here: the next digest is computed afresh, and the
+        JSON of the touched orders or of the messages when they changed."""
+        self._digest: str | None = None
+        if orders:
+            self._touched_json: str | None = None
+        if messages:
+            self._messages_json: str | None = None
 
     def load_state(self, state: dict[str, Any]) -> None:
         self.orders = copy.deepcopy(state["orders"])
@@ -539,6 +564,7 @@ class RetailWorld(World):
         self.messages = list(state["messages"])
         self.verified = state["verified"]
         self.clarified = state["clarified"]
+        self._changed(orders=True, messages=True)
 
 
 # The tools that change orders for good, as the class declares them (refund, cancel, exchange).
@@ -552,12 +578,24 @@ def _copy_order(o: dict[str, Any]) -> dict[str, Any]:
 
 
 _OPEN = WorldStatus()
+# A background order's status by its draw; `reset` reads "delivered" as index >= 2.
 _BACKGROUND_STATUSES = ("pending", "processing", "delivered", "delivered")
 # json.dumps(..., separators=(",", ":")) without building an encoder at every digest.
 _compact_json = json.JSONEncoder(separators=(",", ":")).encode
+# Each first name's full names and email heads (by last name), for the background customers.
+_FULL_NAMES = [[f"{first} {last}" for last in LAST_NAMES] for first in FIRST_NAMES]
+_EMAIL_HEADS = [[f"{first.lower()}.{last.lower()}" for last in LAST_NAMES]
+                for first in FIRST_NAMES]
 # One catalog line and total per product, copied into each background order.
 _LINES = {sku: {"sku": sku, "name": n, "price": p, "qty": 1} for sku, n, p in CATALOG}
 _TOTALS = {sku: round(p * 1, 2) for sku, _n, p in CATALOG}
+
+
+@lru_cache(maxsize=64)
+def _ids(prefix: str, start: int, n: int) -> tuple[str, ...]:
+    """`n` consecutive ids from `start` (the background customers' and orders', the same
+    every episode of a scenario)."""
+    return tuple(f"{prefix}{start + i}" for i in range(n))
 
 
 def _below(rng: Any) -> Any:
@@ -573,6 +611,15 @@ def _below(rng: Any) -> Any:
         return r
 
     return below
+
+
+@cache  # called with literal reasons only: a few dozen verdicts at most
+def _fixed(correct: bool, reason: str, help_needed: bool | None = None) -> Verdict:
+    """A verdict whose fields are all constants, built once (Verdict is frozen). Built with
+    exactly the fields given, as `Verdict(...)` at the call site would be."""
+    if help_needed is None:
+        return Verdict(correct=correct, reason=reason)
+    return Verdict(correct=correct, help_needed=help_needed, reason=reason)
 
 
 def _same(a: Any, b: Any) -> bool:
