@@ -11,8 +11,7 @@ from __future__ import annotations
 import json
 import random
 from abc import ABC, abstractmethod
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from contextlib import AbstractAsyncContextManager
 from typing import Any, ClassVar
 
 from pydantic import BaseModel, ConfigDict, Field
@@ -114,6 +113,10 @@ class Agent(ABC):
     # The nodes this agent can decide at, when it knows them (scripted agents, graphs);
     # `trialrun validate` warns about graders on nodes no step can reach. None: unknown.
     nodes: ClassVar[frozenset[str] | None] = None
+    # Whether its coroutines may wait on something outside this process (a model API, a
+    # subprocess). An episode in which nothing waits is timed per step, not by a timer (see
+    # `Episode.run`); say False only for an agent that never awaits anything that suspends.
+    waits: bool = True
 
     def __init__(self, options: AgentOptions | dict[str, Any] | None = None) -> None:
         if not isinstance(options, self.Options):
@@ -141,13 +144,26 @@ class Agent(ABC):
     async def close(self) -> None:  # noqa: B027 - optional hook
         pass
 
-    @asynccontextmanager
-    async def running(self, ctx: AgentContext, first: Observation) -> AsyncIterator[None]:
+    def running(self, ctx: AgentContext, first: Observation
+                ) -> AbstractAsyncContextManager[None]:
         """The agent's life in one episode: `start`, the steps, then `close` whatever ended
         it. Agents that run their own loop beside the episode's (`SelfDrivingAgent`) keep
-        their task here, so it never outlives the episode."""
-        await self.start(ctx, first)
-        try:
-            yield
-        finally:
-            await self.close()
+        their task here, so it never outlives the episode (override with an
+        `asynccontextmanager`)."""
+        return _Life(self, ctx, first)
+
+
+class _Life:
+    """`Agent.running`'s default: a plain context manager (an `asynccontextmanager`'s
+    generator costs more than a step of an in-process episode)."""
+
+    __slots__ = ("agent", "ctx", "first")
+
+    def __init__(self, agent: Agent, ctx: AgentContext, first: Observation) -> None:
+        self.agent, self.ctx, self.first = agent, ctx, first
+
+    async def __aenter__(self) -> None:
+        await self.agent.start(self.ctx, self.first)
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.agent.close()

@@ -44,6 +44,7 @@ class ScriptedAgent(Agent):
 
     Options: ClassVar[type[ScriptedOptions]] = ScriptedOptions
     options: ScriptedOptions
+    waits = False  # pure computation
 
     async def start(self, ctx: AgentContext, first: Observation) -> None:
         await super().start(ctx, first)

@@ -143,6 +143,9 @@ class Grader:
     # Which contexts the grader supports: "node", "outcome" or both.
     scopes: ClassVar[frozenset[str]] = frozenset({"node", "outcome"})
     needs_state: ClassVar[bool] = False
+    # Whether grading may wait on something outside this process (an LLM judge); as
+    # `Agent.waits`. The built-in deterministic graders say False.
+    waits: ClassVar[bool] = True
 
     def __init__(self, options: GraderOptions, label: str | None = None) -> None:
         self.options = options

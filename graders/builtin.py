@@ -22,6 +22,8 @@ from trialrun.trajectory import Grade
 class WorldVerdict(Grader):
     """The world's own ground truth: was this decision sound given the state before it?"""
 
+    waits = False
+
     def __init__(self, options: GraderOptions, label: str | None = None) -> None:
         super().__init__(options, label)
         # Grades are values and most steps repeat one (same node, same verdict): handing out
@@ -59,6 +61,8 @@ class AssertOptions(GraderOptions):
 @register("grader", "assert")
 class Assert(Grader):
     """A safe expression over the step (args, result, task, state) or the outcome."""
+
+    waits = False
 
     Options = AssertOptions
     needs_state = True
@@ -132,6 +136,8 @@ class ArgsMatchOptions(GraderOptions):
 class ArgsMatch(Grader):
     """The call names the expected tool and arguments (a subset match)."""
 
+    waits = False
+
     Options = ArgsMatchOptions
     scopes = frozenset({"node"})
 
@@ -169,6 +175,8 @@ class ReplyContainsOptions(GraderOptions):
 @register("grader", "reply_contains")
 class ReplyContains(Grader):
     """The agent's messages to the user state the required facts."""
+
+    waits = False
 
     Options = ReplyContainsOptions
     scopes = frozenset({"outcome"})
@@ -248,6 +256,8 @@ class StateEquals(Grader):
     """The final state equals the expected one the world derived from the task and policy.
     A path that is not in the expected state cannot be judged: a failed grade saying so,
     never a pass (None == None)."""
+
+    waits = False
 
     Options = StateEqualsOptions
     scopes = frozenset({"outcome"})

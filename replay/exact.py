@@ -35,6 +35,7 @@ class RecordedAgent(Agent):
         super().__init__()
         self.decisions = list(decisions)
         self.then = then
+        self.waits = getattr(then, "waits", True) if then is not None else False
 
     @asynccontextmanager
     async def running(self, ctx: AgentContext, first: Observation) -> AsyncIterator[None]:

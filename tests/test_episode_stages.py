@@ -209,3 +209,55 @@ def test_what_agents_write_is_shown_as_plain_text_never_as_markup(store):
     out = console.export_text()
     for raw in ("[bold]hi[/] :100:", "done [/bold] :thumbs_up:", "[red]reply[/red]"):
         assert raw in out
+
+
+class SlowLamp(Lamp):
+    """Takes real time on every switch, without ever letting the event loop run."""
+
+    @tool(seconds=2)
+    def switch(self, on: bool, times: int = 1) -> dict[str, Any]:
+        """Turn the lamp on or off, slowly.
+
+        Args:
+            on: the new position
+            times: how often to flick it
+        """
+        import time
+
+        time.sleep(0.08)
+        self.on = on
+        return {"on": self.on}
+
+
+class QuickFlicker(Flicker):
+    waits = False  # never awaits anything: the episode is timed per step
+
+
+class SleepyFlicker(Flicker):
+    """Waits (as a model call would) before each decision."""
+
+    async def decide(self, obs: Observation) -> Decision:
+        await anyio.sleep(0.08)
+        return await super().decide(obs)
+
+
+@pytest.mark.parametrize("world,agent", [("SlowLamp", "QuickFlicker"), ("Lamp", "SleepyFlicker")])
+def test_the_wall_time_budget_ends_an_episode_whether_or_not_anything_waits(store, world, agent):
+    # A CPU-bound episode (nothing waits, no timer is armed) is checked after each step; one
+    # that waits is also cut by the timer.
+    text = lamp(world, agent, budgets=", max_wall_time: 0.1").replace("max_steps: 3",
+                                                                      "max_steps: 50")
+    (r,) = run_source(store, text).results
+    assert r.end_reason == "truncated" and r.end_note == "wall-time budget ran out"
+    assert 1 <= len(r.steps) <= 3
+
+
+def test_an_episode_waits_if_any_of_its_parts_may():
+    plan = ScenarioPlan.build(load_scenario_source(lamp(agent="QuickFlicker"), "l.yaml"))
+    key = EpisodeKey(scenario="lamp", task="t", seed=0, trial=0)
+    assert Episode(plan, key).waits is False
+    assert Episode(plan, key, agent=SleepyFlicker()).waits is True
+    assert Episode(plan, key, human=SlowHuman()).waits is True
+    judged = lamp(agent="QuickFlicker", more="nodes: {switch: {graders: [{type: "
+                  "'tests.test_episode_stages:SlowGrader'}]}}\n")
+    assert Episode(ScenarioPlan.build(load_scenario_source(judged, "l.yaml")), key).waits

@@ -154,7 +154,17 @@ def test_a_takeover_unlike_the_worlds_own_runs_as_typed_and_replays_exactly(tmp_
     [ep] = store.episodes(run_id)
     held = store.load_episode(ep.id).steps[item.step]
     assert held.result.output["status"] == "pending"  # a read: the order was not cancelled
-    assert ep.success is False  # and the task needed it cancelled
+    # The agent goes on from what ran (a read), not from what it proposed: it tries its
+    # cancel again, and that waits for a review of its own.
+    assert ep.end_reason == "paused" and len(store.reviews(run_id)) == 2
+    again = next(i for i in store.reviews(run_id) if i.id != item.id)
+    with TestClient(create_app(url)) as c:
+        c.get(f"/reviews/{again.id}")
+        assert client_post(c, f"/reviews/{again.id}/answer", verdict="approve",
+                           reviewer="ana").status_code == 303
+    in_thread(lambda: run_episodes(store, [], resume=run_id))
+    [ep] = store.episodes(run_id)
+    assert ep.end_reason == "finished" and ep.success is False  # it cancelled the wrong one
     report, _ = in_thread(lambda: replay_episode(store, ep.id))
     assert report.identical, report.differences
     with TestClient(create_app(url)) as c:

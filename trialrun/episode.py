@@ -105,6 +105,21 @@ def _compile_check(spec: ToolSpec) -> _Check:
 DenyAction = Literal["retry", "takeover", "abort"]
 
 
+class _Untimed:
+    """In place of a cancel scope where nothing can wait: a timer could never fire."""
+
+    cancelled_caught = False
+
+    def __enter__(self) -> _Untimed:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        return None
+
+
+_UNTIMED = _Untimed()
+
+
 @dataclass
 class Review:
     """The checkpoint stage's outcome for one decision."""
@@ -166,6 +181,12 @@ class Episode:
         self.agent_label = agent_label or self.sc.agent.label
         self.correct_at = correct_at
         self.blocking = plan.world_cls.blocking
+        # Whether anything here may wait outside this process: then a timer bounds the wall
+        # time. An episode in which nothing waits never lets the event loop run a timer (one
+        # would only cost a cancel scope, more than a step), so the loop checks per step.
+        human = self._human if self._human is not None else plan.loaded.human_cls
+        self.waits = self.blocking or plan.graders_wait or getattr(self.agent, "waits", True) \
+            or getattr(human, "waits", True)
         # An agent that keeps the base (no-op) `feedback` is not sent any: building it is
         # most of what a step costs such an agent.
         self.wants_feedback = type(self.agent).feedback is not Agent.feedback
@@ -232,8 +253,10 @@ class Episode:
             # The agent is closed (connections, processes, its own task) whatever ends this.
             async with self.agent.running(ctx, obs):
                 started = True
-                # One cancel scope for the whole loop: a scope per await costs more than a step.
-                with anyio.move_on_after(budgets.max_wall_time) as wall:
+                # One cancel scope for the whole loop (a scope per await costs more than a
+                # step), and none where nothing can wait (`self.waits`).
+                with anyio.move_on_after(budgets.max_wall_time) if self.waits \
+                        else _UNTIMED as wall:
                     for index in range(budgets.max_steps):
                         ended = await self.step(index, obs)
                         if ended is not None:
@@ -245,7 +268,7 @@ class Episode:
                             obs = self.world.observe()
                             if not isinstance(obs, Observation):
                                 self.broken("observe", obs, Observation)
-                        over = self.over_budget()
+                        over = self.over_budget(t0)
                         if over is not None:
                             end, note = EndReason.truncated, over
                             break
@@ -457,9 +480,12 @@ class Episode:
                                 reason=result.error or "rejected", node=node))
         return grades
 
-    def over_budget(self) -> str | None:
-        """Which budget ran out after this step, if any (steps and wall time are the loop's)."""
+    def over_budget(self, t0: float) -> str | None:
+        """Which budget ran out after this step, if any (steps are the loop's; wall time is
+        also the timer's, in an episode where something can wait)."""
         b = self.sc.budgets
+        if b.max_wall_time is not None and time.perf_counter() - t0 >= b.max_wall_time:
+            return "wall-time budget ran out"
         if b.max_sim_time is not None and self.world.clock.now >= b.max_sim_time:
             return "simulated-time budget ran out"
         if b.max_cost is not None and self.cost >= b.max_cost:

@@ -13,6 +13,7 @@ bug) are retried with exponential backoff; if they persist the episode comes bac
 
 from __future__ import annotations
 
+import gc
 import logging
 import os
 import traceback
@@ -95,6 +96,8 @@ class LocalExecutor(Executor):
                 return
             log.warning("worker processes could not start (%s): running in this process",
                         pool.failure)
+        if plan.planned >= AUTO_PROCESSES_FROM:
+            settle_heap()
         await self.run_here(plan, todo, run_id, on_result)
 
     def processes_for(self, plan: RunPlan, store: Any) -> tuple[int, str]:
@@ -150,6 +153,13 @@ class LocalExecutor(Executor):
 # processes would have started); at most this many of them unless asked.
 AUTO_PROCESSES_FROM = 2000
 MAX_AUTO_WORKERS = 8
+
+
+def settle_heap() -> None:
+    """Before a long run: what exists now (modules, the plan) lives as long as the process,
+    so the collector stops walking it (`gc.freeze`). Its full collections otherwise visit
+    every object of every module again and again, for nothing: ~1 µs a step of retail."""
+    gc.freeze()
 
 
 def _in_memory(url: str) -> bool:

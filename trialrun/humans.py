@@ -60,6 +60,8 @@ class Human:
 
     name: ClassVar[str] = ""
     Options: ClassVar[type[HumanOptions]] = HumanOptions
+    # Whether `review` may wait on something outside this process (as `Agent.waits`).
+    waits: bool = True
 
     def __init__(self, options: HumanOptions | dict[str, Any] | None = None,
                  rng: random.Random | None = None) -> None:
@@ -91,6 +93,8 @@ class SimulatedOptions(HumanOptions):
 class SimulatedHuman(Human):
     """Catches a wrong decision with probability `recall` (falling with fatigue over
     consecutive reviews) and wrongly denies a right one with `false_deny_rate`."""
+
+    waits = False  # answers at once, in this process
 
     Options = SimulatedOptions
 
@@ -174,6 +178,7 @@ class ScriptedOptions(HumanOptions):
 @register("human", "scripted")
 class ScriptedHuman(Human):
     Options = ScriptedOptions
+    waits = False
 
     def __init__(self, options: ScriptedOptions | dict[str, Any] | None = None,
                  rng: random.Random | None = None) -> None:
@@ -189,6 +194,8 @@ class ScriptedHuman(Human):
 class OracleHuman(Human):
     """Denies exactly the wrong decisions: the upper bound a checkpoint can buy."""
 
+    waits = False
+
     async def review(self, decision: Decision, correct: bool | None) -> HumanAnswer:
         return self._answer(correct is not False)
 
@@ -203,6 +210,7 @@ class RecordedHuman(Human):
         super().__init__()
         self.answers = list(answers)
         self.then = then
+        self.waits = getattr(then, "waits", True) if then is not None else False
 
     async def review(self, decision: Decision, correct: bool | None) -> HumanAnswer:
         if self.answers:

@@ -41,6 +41,7 @@ class ScenarioPlan:
     irreversible_nodes: frozenset[str]
     reversible_nodes: frozenset[str]  # nodes the scenario marks `irreversible: false`
     policy_label: str
+    graders_wait: bool  # a grader may wait outside this process (`Grader.waits`)
     # Per node, the graders that run at it (the world's first) and whether one reads the
     # state: looked up once per plan, not per step.
     _graders_at: dict[str, tuple[tuple[Grader, ...], bool]] = field(
@@ -51,11 +52,13 @@ class ScenarioPlan:
         sc = loaded.scenario
         world_grader = grader_of("world")
         outcome = [grader_of(g.type, g.options, g.name) for g in sc.graders]
+        node_graders = {node: [grader_of(g.type, g.options, g.name) for g in spec.graders]
+                        for node, spec in sc.nodes.items()}
         return cls(
-            loaded=loaded,
-            node_graders={node: [grader_of(g.type, g.options, g.name) for g in spec.graders]
-                          for node, spec in sc.nodes.items()},
+            loaded=loaded, node_graders=node_graders,
             outcome_graders=outcome or [world_grader], world_grader=world_grader,
+            graders_wait=any(g.waits for g in [world_grader, *outcome, *(
+                g for gs in node_graders.values() for g in gs)]),
             tasks={t["id"]: t for t in loaded.tasks},
             irreversible_nodes=frozenset(n for n, s in sc.nodes.items() if s.irreversible),
             reversible_nodes=frozenset(n for n, s in sc.nodes.items()

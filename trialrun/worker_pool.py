@@ -36,6 +36,7 @@ from trialrun.executors import (
     Shipped,
     infra_error_result,
     run_to_ship,
+    settle_heap,
     shipped_result,
 )
 from trialrun.plan import RunPlan
@@ -274,6 +275,7 @@ async def _serve(conn: Any) -> None:
         conn.send(("failed", f"{type(e).__name__}: {e}"))
         return
     conn.send(("ready",))
+    settle_heap()  # a worker lives for one run
     episode_scope.set(EpisodeScope(store=store, run_id=run_id))
     send, receive = anyio.create_memory_object_stream[tuple[EpisodeKey, str | None]](math.inf)
     outbox: list[Shipped] = []

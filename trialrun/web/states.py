@@ -20,6 +20,7 @@ from typing import Any
 
 from pydantic import BaseModel, Field
 
+from trialrun.humans import Human
 from trialrun.state_diff import StateDiff, diff_states
 from trialrun.store import ReviewRow, Store
 from trialrun.trajectory import Decision, EpisodeResult
@@ -38,10 +39,11 @@ class EpisodeStates(BaseModel):
     diverged_at: int | None = None  # the first step whose replayed digest differs
 
 
-class _Approver:
+class _Approver(Human):
     """Approves the decision still waiting for review: the replay shows what it would do."""
 
     name = "preview"
+    waits = False
 
     async def review(self, decision: Decision, correct: bool | None) -> Any:
         from trialrun.humans import HumanAnswer
@@ -110,7 +112,7 @@ async def rebuild(plan: Any, result: EpisodeResult, items: list[ReviewRow],
     quiet = dataclasses.replace(plan, node_graders={}, outcome_graders=[])
     quiet.new_world = lambda key: watch(ScenarioPlan.new_world(plan, key))  # type: ignore
     agent = RecordedAgent([s.decision for s in result.steps])
-    human = RecordedHuman(_answers(result, items), then=_Approver())  # type: ignore[arg-type]
+    human = RecordedHuman(_answers(result, items), then=_Approver())
     await run_episode(quiet, result.key, agent=agent, human=human, agent_label=result.agent)
     for i, st in enumerate(result.steps):
         if i + 1 >= len(seen):

@@ -55,6 +55,7 @@ class ScriptedVendingAgent(Agent):
                        "collect_cash", "wait"))
     Options = VendingAgentOptions
     options: VendingAgentOptions
+    waits = False  # pure computation
 
     async def start(self, ctx: AgentContext, first: Observation) -> None:
         await super().start(ctx, first)
