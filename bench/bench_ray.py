@@ -160,8 +160,6 @@ def store_rate(episodes: int, tmp: Path, pg_url: str | None) -> None:
     try:
         for name, url in targets:
             for batched in (False, True):
-                if batched and not url.startswith("sqlite"):
-                    continue  # PostgreSQL commits each episode either way
                 store = Store(url)
                 run_id = store.create_run([], {}, len(results), {})
                 for r in results:

@@ -158,3 +158,28 @@ def test_the_run_lock_on_postgres(pg):
             other.lock_run(run.run_id).acquire()
     with other.lock_run(run.run_id):
         pass
+
+
+def test_grouped_commits_store_every_episode_once_and_a_bad_one_alone_fails(pg):
+    """Inside `batched()`, PostgreSQL inserts a group in one transaction, as SQLite does (one
+    per episode held it to a few hundred a second); a key stored twice fails the run, and
+    the rest of its group is stored, none twice."""
+    from trialrun.plan import RunPlan
+    from trialrun.scenarios.loader import load_scenario_source
+    from trialrun.trajectory import EndReason, EpisodeResult
+
+    store = Store(pg)
+    run_id = store.create_run([], {}, 3, {})
+    text_ = (RETAIL / "known_error_rates.yaml").read_text().replace("seeds: 20", "seeds: 3")
+    keys = list(RunPlan.build([load_scenario_source(text_, "r.yaml")]).keys())
+    results = [EpisodeResult(key=k, agent="a", end_reason=EndReason.finished, success=True)
+               for k in keys]
+    with pytest.raises(Exception, match="duplicate key"), store.batched(max_delay_s=60):
+        store.save_episode(run_id, results[0])
+        store.save_episode(run_id, results[1])
+        # the first went at once (after a quiet spell); the second waits for its group
+        assert len(store.episodes(run_id)) == 1
+        store.save_episode(run_id, results[0])  # the same key again
+        store.save_episode(run_id, results[2])
+    assert sorted(e.key for e in store.episodes(run_id)) == sorted(str(k) for k in keys)
+    store.engine.dispose()

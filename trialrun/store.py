@@ -256,9 +256,9 @@ class Store:
         self.safe_url = mask_url(url)
         remember(url, self.safe_url)
         self.read_only = False
-        self._sqlite: _SqliteWriter | None = None
-        self._insert_episode = insert(EpisodeRow.__table__)
-        self._insert_step = insert(StepRow.__table__)
+        # Episode inserts, grouped inside `batched()`: straight through sqlite3 for an SQLite
+        # file, else through SQLAlchemy Core (PostgreSQL, an in-memory SQLite).
+        self._writer: _GroupedWriter = _EngineWriter(self)
         try:
             self.engine = create_engine(url)
         except Exception as e:  # noqa: BLE001 - a malformed URL or a driver not installed
@@ -269,7 +269,7 @@ class Store:
         try:
             upgrade(self.engine, SQLModel.metadata, self.safe_url)
             if path is not None:
-                self._sqlite = _SqliteWriter(self.engine.url.database)
+                self._writer = _SqliteWriter(self.engine.url.database)
         except StoreError:
             self.engine.dispose()
             raise
@@ -478,45 +478,34 @@ class Store:
 
     def save_episode(self, run_id: str, r: EpisodeResult) -> str:
         """Store one finished episode (rows prepared where it ran are taken as they are).
-        Inside `batched()`, SQLite commits are grouped (see `_SqliteWriter`)."""
+        Inside `batched()`, commits are grouped (see `_GroupedWriter`)."""
         # (read directly: `r._rows` goes through pydantic's slow `__getattr__`, ~4 µs)
         rows = (r.__pydantic_private__ or {}).get("_rows")
         ep_id, row, steps = rows if rows is not None else episode_rows(run_id, r)
-        if self._sqlite is not None:
-            self._sqlite.save(row, steps)
-            return ep_id
-        # Core inserts in one transaction: the ORM unit of work costs ~2 ms an episode.
-        with self.engine.begin() as c:
-            c.execute(self._insert_episode, dict(zip(_EPISODE_COLS, row, strict=True)))
-            if steps:
-                c.execute(self._insert_step, [dict(zip(_STEP_COLS, x, strict=True))
-                                              for x in steps])
+        self._writer.save(row, steps)
         return ep_id
 
     @contextmanager
     def batched(self, max_delay_s: float = 0.1) -> Iterator[None]:
-        """Group SQLite episode commits while a run stores many episodes a second: an
-        episode is committed at most `max_delay_s` after an earlier one (at once after a
-        quiet spell), and everything on leaving. A kill loses at most the episodes of the
-        last `max_delay_s`; they are not stored, so `--resume` runs them (once)."""
-        if self._sqlite is None:
-            yield
-            return
-        self._sqlite.max_delay_s = max_delay_s
+        """Group episode commits while a run stores many episodes a second: an episode is
+        committed at most `max_delay_s` after an earlier one (at once after a quiet spell),
+        and everything on leaving. A kill loses at most the episodes of the last
+        `max_delay_s`; they are not stored, so `--resume` runs them (once)."""
+        writer = self._writer
+        writer.max_delay_s = max_delay_s
         try:
             yield
         finally:
-            self._sqlite.max_delay_s = 0.0
-            error, self._sqlite.error = self._sqlite.error, None
-            self._sqlite.flush()
+            writer.max_delay_s = 0.0
+            error, writer.error = writer.error, None
+            writer.flush()
             if error is not None:
                 raise error
 
     def flush(self, later: bool = False) -> None:
         """Commit the episodes `batched()` holds (before reading or changing them).
         `later`: from a timer thread; a failure is raised by the next `save_episode`."""
-        if self._sqlite is not None:
-            self._sqlite.flush(later)
+        self._writer.flush(later)
 
     def save_attribution(self, run_id: str, att: dict[str, Any]) -> None:
         with Session(self.engine) as s:
@@ -1217,30 +1206,23 @@ def _step_from_row(x: StepRow) -> Step:
         sim_time=x.sim_time, wall_us=x.wall_us)
 
 
-class _SqliteWriter:
-    """Episode commits straight through the sqlite3 driver: SQLAlchemy's statement handling
-    costs more than the insert itself at one commit per episode (the hot path of a run).
+class _GroupedWriter:
+    """Episode inserts, one transaction per group. With `max_delay_s` > 0 (`Store.batched`),
+    rows wait in memory (no transaction is held open, so other writers are never blocked)
+    and are committed together at most that long after the previous commit: one commit then
+    costs less than one episode's inserts. Subclasses say how a group is inserted."""
 
-    With `max_delay_s` > 0 (`Store.batched`), rows wait in memory (no transaction is held
-    open, so other writers are never blocked) and are committed together at most that long
-    after the previous commit: one commit then costs less than one episode's inserts."""
-
-    def __init__(self, path: str) -> None:
-        import sqlite3
+    def __init__(self) -> None:
         import threading
 
-        self.conn = sqlite3.connect(path, check_same_thread=False, isolation_level=None)
-        self.conn.execute("PRAGMA journal_mode=WAL")
-        self.conn.execute("PRAGMA synchronous=NORMAL")
-        self.conn.execute("PRAGMA busy_timeout=30000")
         self.lock = threading.RLock()
         self.max_delay_s = 0.0
         self.error: Exception | None = None
         self.pending: list[tuple[tuple[Any, ...], list[tuple[Any, ...]]]] = []
         self.last_commit = 0.0
-        self.sql = {name: f"INSERT INTO {name} ({', '.join(f'{c!r}' for c in cols)}) "
-                          f"VALUES ({', '.join('?' * len(cols))})".replace("'", '"')
-                    for name, cols in (("episode", _EPISODE_COLS), ("step", _STEP_COLS))}
+
+    def _insert(self, batch: list[tuple[tuple[Any, ...], list[tuple[Any, ...]]]]) -> None:
+        raise NotImplementedError
 
     def save(self, episode: tuple[Any, ...], steps: list[tuple[Any, ...]]) -> None:
         with self.lock:
@@ -1280,6 +1262,23 @@ class _SqliteWriter:
             finally:
                 self.last_commit = time.monotonic()
 
+
+class _SqliteWriter(_GroupedWriter):
+    """Straight through the sqlite3 driver: SQLAlchemy's statement handling costs more than
+    the insert itself (the hot path of a run)."""
+
+    def __init__(self, path: str) -> None:
+        import sqlite3
+
+        super().__init__()
+        self.conn = sqlite3.connect(path, check_same_thread=False, isolation_level=None)
+        self.conn.execute("PRAGMA journal_mode=WAL")
+        self.conn.execute("PRAGMA synchronous=NORMAL")
+        self.conn.execute("PRAGMA busy_timeout=30000")
+        self.sql = {name: f"INSERT INTO {name} ({', '.join(f'{c!r}' for c in cols)}) "
+                          f"VALUES ({', '.join('?' * len(cols))})".replace("'", '"')
+                    for name, cols in (("episode", _EPISODE_COLS), ("step", _STEP_COLS))}
+
     def _insert(self, batch: list[tuple[tuple[Any, ...], list[tuple[Any, ...]]]]) -> None:
         cur = self.conn.cursor()
         cur.execute("BEGIN")
@@ -1291,6 +1290,26 @@ class _SqliteWriter:
             if self.conn.in_transaction:  # a full disk may have ended it: say the real error
                 cur.execute("ROLLBACK")
             raise
+
+
+class _EngineWriter(_GroupedWriter):
+    """Through SQLAlchemy Core (PostgreSQL, an in-memory SQLite): a group is one transaction
+    of two multi-row inserts, where one transaction per episode held PostgreSQL to a few
+    hundred episodes a second. The ORM's unit of work would cost ~2 ms an episode."""
+
+    def __init__(self, store: Store) -> None:
+        super().__init__()
+        self.store = store  # its engine, read at each insert (a read-only reopen replaces it)
+        self.episode = insert(EpisodeRow.__table__)
+        self.step = insert(StepRow.__table__)
+
+    def _insert(self, batch: list[tuple[tuple[Any, ...], list[tuple[Any, ...]]]]) -> None:
+        with self.store.engine.begin() as c:
+            c.execute(self.episode, [dict(zip(_EPISODE_COLS, e, strict=True))
+                                     for e, _ in batch])
+            steps = [dict(zip(_STEP_COLS, x, strict=True)) for _, st in batch for x in st]
+            if steps:
+                c.execute(self.step, steps)
 
 
 def _packed_sql(backend: str, e: str = "e") -> str:
