@@ -150,3 +150,21 @@ def test_a_runs_memory_is_flat_in_the_number_of_planned_episodes(tmp_path):
     _peak_mib(tmp_path, 50)  # imports and caches, once
     small, big = _peak_mib(tmp_path, 300), _peak_mib(tmp_path, 2400)
     assert big - small < 0.75, f"{small:.1f} MiB for 300 episodes, {big:.1f} MiB for 2400"
+
+
+def test_an_in_memory_store_takes_every_episode_of_a_run_that_lasts(monkeypatch):
+    """An in-memory SQLite database is one per thread: a timed commit from another thread
+    found no tables there. Such a store commits each episode at once, in the run's thread."""
+    from trialrun.sandbox.worlds.retail import RetailWorld
+
+    reset = RetailWorld.reset
+
+    def slow_reset(self):  # long enough for the commit timer to run between episodes
+        time.sleep(0.002)
+        return reset(self)
+
+    monkeypatch.setattr(RetailWorld, "reset", slow_reset)
+    store = Store("sqlite://")
+    loaded = [load_scenario_source(retail(300), "r.yaml")]
+    summary = anyio.run(lambda: run_episodes(store, loaded, options=RunOptions(workers=1)))
+    assert summary.ran == 300 and len(store.episodes(summary.run_id)) == 300

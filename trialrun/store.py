@@ -257,8 +257,9 @@ class Store:
         remember(url, self.safe_url)
         self.read_only = False
         # Episode inserts, grouped inside `batched()`: straight through sqlite3 for an SQLite
-        # file, else through SQLAlchemy Core (PostgreSQL, an in-memory SQLite).
-        self._writer: _GroupedWriter = _EngineWriter(self)
+        # file, else through SQLAlchemy Core (PostgreSQL; an in-memory SQLite, ungrouped: each
+        # thread would see a database of its own, and a timed commit runs in another thread).
+        self._writer: _GroupedWriter = _EngineWriter(self, groups=not url.startswith("sqlite"))
         try:
             self.engine = create_engine(url)
         except Exception as e:  # noqa: BLE001 - a malformed URL or a driver not installed
@@ -492,6 +493,9 @@ class Store:
         and everything on leaving. A kill loses at most the episodes of the last
         `max_delay_s`; they are not stored, so `--resume` runs them (once)."""
         writer = self._writer
+        if not writer.groups:
+            yield
+            return
         writer.max_delay_s = max_delay_s
         try:
             yield
@@ -1212,6 +1216,8 @@ class _GroupedWriter:
     and are committed together at most that long after the previous commit: one commit then
     costs less than one episode's inserts. Subclasses say how a group is inserted."""
 
+    groups = True  # False: every save commits at once, in the caller's thread
+
     def __init__(self) -> None:
         import threading
 
@@ -1297,8 +1303,9 @@ class _EngineWriter(_GroupedWriter):
     of two multi-row inserts, where one transaction per episode held PostgreSQL to a few
     hundred episodes a second. The ORM's unit of work would cost ~2 ms an episode."""
 
-    def __init__(self, store: Store) -> None:
+    def __init__(self, store: Store, groups: bool) -> None:
         super().__init__()
+        self.groups = groups
         self.store = store  # its engine, read at each insert (a read-only reopen replaces it)
         self.episode = insert(EpisodeRow.__table__)
         self.step = insert(StepRow.__table__)
