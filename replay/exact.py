@@ -16,9 +16,9 @@ from pydantic import BaseModel
 from trialrun.agents.base import Agent, AgentContext, Feedback
 from trialrun.episode import run_episode
 from trialrun.humans import HumanAnswer, RecordedHuman
-from trialrun.replay.rerun import CannotRerun, plan_to_rerun
+from trialrun.replay.rerun import plan_to_rerun, refuse_paused
 from trialrun.store import Store
-from trialrun.trajectory import Decision, EndReason, EpisodeResult, Observation
+from trialrun.trajectory import Decision, EpisodeResult, Observation
 
 
 class RecordedAgent(Agent):
@@ -112,11 +112,7 @@ def compare(original: EpisodeResult, replayed: EpisodeResult) -> list[StepDiff]:
 
 async def replay_episode(store: Store, episode_id: str) -> tuple[ReplayReport, EpisodeResult]:
     row = store.get_episode(episode_id)
-    if row.end_reason == EndReason.paused:  # its record stops at a review nobody answered
-        raise CannotRerun(
-            f"episode {episode_id} is paused, waiting for review: it has not ended, so there "
-            f"is nothing to replay yet. Answer it (`trialrun review list {row.run_id}`), then "
-            f"go on with `trialrun run --resume {row.run_id}`")
+    refuse_paused(row, "replay")
     original = store.load_episode(episode_id)
     plan = plan_to_rerun(store, row.run_id, "replayed").scenarios[row.scenario]
     agent = RecordedAgent([st.decision for st in original.steps])

@@ -28,7 +28,7 @@ from trialrun.humans import RecordedHuman
 from trialrun.plan import ScenarioPlan
 from trialrun.replay.counterfactual import attribute_episode
 from trialrun.replay.exact import RecordedAgent, recorded_answers
-from trialrun.replay.rerun import plan_to_rerun
+from trialrun.replay.rerun import plan_to_rerun, refuse_paused
 from trialrun.store import Store
 from trialrun.trajectory import EpisodeKey, EpisodeResult
 
@@ -110,6 +110,8 @@ async def fork_episodes(store: Store, episode_ids: list[str], at: int | str,
     if not episode_ids:
         raise ForkError("nothing to fork")
     rows = [store.get_episode(e) for e in episode_ids]
+    for row in rows:
+        refuse_paused(row, "fork")
     run_ids = {r.run_id for r in rows}
     parents: dict[tuple[str, str], ScenarioPlan] = {}  # the runs' plans, read once
     plans: dict[tuple[str, str], ScenarioPlan] = {}  # the forks': the changed agent

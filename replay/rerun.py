@@ -7,11 +7,22 @@ import json
 
 from trialrun.errors import BadInput
 from trialrun.plan import RunPlan
-from trialrun.store import Store
+from trialrun.store import EpisodeRow, Store
+from trialrun.trajectory import EndReason
 
 
 class CannotRerun(BadInput):
     """A run whose episodes cannot be run again (e.g. one imported from another tool)."""
+
+
+def refuse_paused(row: EpisodeRow, what: str) -> None:
+    """A paused episode has not ended (its record stops at a review nobody answered):
+    there is nothing to `what` yet. Says how to go on."""
+    if row.end_reason == EndReason.paused:
+        raise CannotRerun(
+            f"episode {row.id} is paused, waiting for review: it has not ended, so there is "
+            f"nothing to {what} yet. Answer it (`trialrun review list {row.run_id}`), then go "
+            f"on with `trialrun run --resume {row.run_id}`")
 
 
 def plan_to_rerun(store: Store, run_id: str, what: str = "re-run") -> RunPlan:

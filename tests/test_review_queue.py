@@ -174,12 +174,13 @@ def test_reviewer_metrics_and_every_real_answer_in_the_feedback_export(store):
     assert all(x["comment"].startswith("note ") and x["answered_at"] for x in lines)
 
 
-def test_a_paused_episode_is_not_replayed_but_says_how_to_go_on(store, tmp_path):
+def test_a_paused_episode_is_not_replayed_or_forked_but_says_how_to_go_on(store, tmp_path):
     from tests.test_cli import trialrun
 
     run = run_source(store, reviewed(1))
     [row] = store.episodes(run.run_id)
-    out = trialrun("replay", row.id, "--db", store.url, cwd=tmp_path)
-    assert out.returncode == 2 and "Traceback" not in out.stderr
-    assert "paused, waiting for review" in out.stderr
-    assert f"trialrun run --resume {run.run_id}" in out.stderr
+    for command in (["replay", row.id], ["fork", row.id]):
+        out = trialrun(*command, "--db", store.url, cwd=tmp_path)
+        assert out.returncode == 2 and "Traceback" not in out.stderr, out.stderr
+        assert "paused, waiting for review" in out.stderr
+        assert f"trialrun run --resume {run.run_id}" in out.stderr

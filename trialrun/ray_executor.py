@@ -48,6 +48,7 @@ from trialrun.executors import (
     Shipped,
     infra_error_result,
     run_to_ship,
+    settle_heap,
     shipped_result,
 )
 from trialrun.plan import RunPlan
@@ -353,6 +354,7 @@ class EpisodeWorker:
         self.store = WorkerStore(spec["store_url"], self.run_id) if spec["store_url"] else None
         self.judge_cache = JudgeCache(self.store)  # kept across calls, as the driver's is
         self.tape = tape
+        settle_heap()  # an actor lives for one run
 
     async def ready(self) -> int:
         return os.getpid()
