@@ -17,6 +17,7 @@ from typing import Any, ClassVar
 from pydantic import BaseModel, ConfigDict, Field
 
 from trialrun.trajectory import Decision, Observation, ToolResult, ToolSpec
+from trialrun.waits import reset_unless_declared
 
 
 class AgentOptions(BaseModel):
@@ -116,7 +117,13 @@ class Agent(ABC):
     # Whether its coroutines may wait on something outside this process (a model API, a
     # subprocess). An episode in which nothing waits is timed per step, not by a timer (see
     # `Episode.run`); say False only for an agent that never awaits anything that suspends.
+    # A subclass that writes its coroutines anew waits unless it says otherwise.
     waits: bool = True
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        reset_unless_declared(cls, ("start", "decide", "feedback", "adopt", "close",
+                                    "running"))
 
     def __init__(self, options: AgentOptions | dict[str, Any] | None = None) -> None:
         if not isinstance(options, self.Options):

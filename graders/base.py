@@ -17,6 +17,7 @@ from pydantic import BaseModel, ConfigDict, ValidationInfo
 from trialrun.expr import Expr, compile_expr
 from trialrun.sandbox.world import Verdict
 from trialrun.trajectory import Decision, Grade, ToolResult, Trust
+from trialrun.waits import reset_unless_declared
 
 
 class GraderOptions(BaseModel):
@@ -146,6 +147,10 @@ class Grader:
     # Whether grading may wait on something outside this process (an LLM judge); as
     # `Agent.waits`. The built-in deterministic graders say False.
     waits: ClassVar[bool] = True
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        reset_unless_declared(cls, ("grade_step", "grade_outcome"))
 
     def __init__(self, options: GraderOptions, label: str | None = None) -> None:
         self.options = options

@@ -233,6 +233,15 @@ class QuickFlicker(Flicker):
     waits = False  # never awaits anything: the episode is timed per step
 
 
+class SleepyQuick(QuickFlicker):
+    """Writes `decide` anew, awaiting a sleep, without saying `waits`: it does not inherit
+    its parent's promise."""
+
+    async def decide(self, obs: Observation) -> Decision:
+        await anyio.sleep(0)
+        return await super().decide(obs)
+
+
 class SleepyFlicker(Flicker):
     """Waits (as a model call would) before each decision."""
 
@@ -257,7 +266,31 @@ def test_an_episode_waits_if_any_of_its_parts_may():
     key = EpisodeKey(scenario="lamp", task="t", seed=0, trial=0)
     assert Episode(plan, key).waits is False
     assert Episode(plan, key, agent=SleepyFlicker()).waits is True
+    assert Episode(plan, key, agent=SleepyQuick()).waits is True
     assert Episode(plan, key, human=SlowHuman()).waits is True
     judged = lamp(agent="QuickFlicker", more="nodes: {switch: {graders: [{type: "
                   "'tests.test_episode_stages:SlowGrader'}]}}\n")
     assert Episode(ScenarioPlan.build(load_scenario_source(judged, "l.yaml")), key).waits
+
+
+def test_a_subclass_that_writes_its_coroutines_anew_waits_unless_it_says_otherwise():
+    from tests.slow_agent import SlowAgent
+    from trialrun.graders.builtin import WorldVerdict
+    from trialrun.humans import SimulatedHuman
+    from trialrun.sandbox.worlds.retail import ScriptedRetailAgent
+
+    assert ScriptedRetailAgent.waits is False and WorldVerdict.waits is False
+    assert SlowAgent.waits is True  # sleeps in `decide`: a timer must be able to cut it
+
+    class Asking(SimulatedHuman):
+        async def review(self, decision, correct):
+            return await super().review(decision, correct)
+
+    class Judging(WorldVerdict):
+        async def grade_step(self, ctx):
+            return await super().grade_step(ctx)
+
+    class Quiet(Asking):  # says it again: its own promise
+        waits = False
+
+    assert Asking.waits and Judging.waits and not Quiet.waits

@@ -158,6 +158,15 @@ def _slow_scenario(tmp_path: Path, seeds: int) -> Path:
     return path
 
 
+def _start_slow_run(cluster, tmp_path: Path, db: str) -> subprocess.Popen:
+    """A 300-episode run of slow episodes on the cluster, in the background: long enough to
+    kill something of it mid-run."""
+    return subprocess.Popen(
+        cluster.cli("run", str(_slow_scenario(tmp_path, 300)), "--db", db, "--no-progress",
+                    "-j", "4"),
+        env=_env(), cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+
+
 REPORT_SECTIONS = ("episodes", "end_reasons", "errors", "success", "by_scenario", "trials",
                    "nodes", "first_error_nodes", "escalation", "recovered")
 
@@ -190,11 +199,7 @@ def test_a_ray_run_stores_what_a_local_run_stores(cluster, tmp_path):
 
 def test_a_worker_killed_mid_run_loses_nothing_and_is_never_scored(cluster, tmp_path):
     db = f"sqlite:///{tmp_path / 'kill-worker.db'}"
-    scenario = _slow_scenario(tmp_path, 300)
-    proc = subprocess.Popen(cluster.cli("run", str(scenario), "--db", db, "--no-progress",
-                                        "-j", "4"),
-                            env=_env(), cwd=REPO, stdout=subprocess.DEVNULL,
-                            stderr=subprocess.PIPE)
+    proc = _start_slow_run(cluster, tmp_path, db)
     try:
         store = Store(db)
         run_id = _poll_stored(store, 40, proc)
@@ -219,11 +224,7 @@ def test_a_worker_killed_mid_run_loses_nothing_and_is_never_scored(cluster, tmp_
 
 def test_a_killed_driver_resumes_with_each_episode_stored_once(cluster, tmp_path):
     db = f"sqlite:///{tmp_path / 'kill-driver.db'}"
-    scenario = _slow_scenario(tmp_path, 300)
-    proc = subprocess.Popen(cluster.cli("run", str(scenario), "--db", db, "--no-progress",
-                                        "-j", "4"),
-                            env=_env(), cwd=REPO, stdout=subprocess.DEVNULL,
-                            stderr=subprocess.PIPE)
+    proc = _start_slow_run(cluster, tmp_path, db)
     try:
         store = Store(db)
         run_id = _poll_stored(store, 60, proc)

@@ -225,20 +225,18 @@ async def run_to_ship(plan: RunPlan, key: EpisodeKey, run_id: str, opts: Executo
     result.attempts += lost  # tries lost with a worker count as tries
     full = result.model_dump_json() if opts.full_results else None
     result._rows = episode_rows(run_id, result)
-    # Emptied in place (the worker is done with it): a pydantic model unpickles much faster
-    # than `model_construct` builds one, on the writer's hot path.
-    result.steps = []
+    result.steps = []  # emptied in place: they travel as rows (the worker is done with it)
     result.outcome_grades = []
     return result, full
 
 
 def shipped_result(shipped: Shipped) -> EpisodeResult:
     """The driver's side of `run_to_ship`: what `on_result` stores, rows included."""
-    light, full = shipped
+    summary, full = shipped
     if full is None:
-        return light
+        return summary
     result = EpisodeResult.model_validate_json(full)
-    result._rows = light._rows
+    result._rows = summary._rows
     return result
 
 

@@ -18,6 +18,7 @@ from trialrun.errors import InfraError
 from trialrun.registry import register
 from trialrun.scope import episode_scope
 from trialrun.trajectory import Decision
+from trialrun.waits import reset_unless_declared
 
 DenyChoice = Literal["retry", "takeover", "abort"]
 
@@ -62,6 +63,10 @@ class Human:
     Options: ClassVar[type[HumanOptions]] = HumanOptions
     # Whether `review` may wait on something outside this process (as `Agent.waits`).
     waits: bool = True
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        reset_unless_declared(cls, ("review",))
 
     def __init__(self, options: HumanOptions | dict[str, Any] | None = None,
                  rng: random.Random | None = None) -> None:

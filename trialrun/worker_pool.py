@@ -258,7 +258,6 @@ def worker_main(read_fd: int, write_fd: int) -> None:
 
 
 async def _serve(conn: Any) -> None:
-    from trialrun.executors import ExecutorOptions
     from trialrun.scope import EpisodeScope, episode_scope
 
     _, path, sources, overrides, limit, run_id, url, opts = conn.recv()

@@ -182,6 +182,11 @@ def _store(request: Request) -> Store:
     return request.app.state.store
 
 
+def _reviewer(form: dict[str, str]) -> str:
+    """Who sends a form: the name typed in it, trimmed to what the store keeps."""
+    return form.get("reviewer", "").strip()[:100]
+
+
 # --- pages ----------------------------------------------------------------------------
 async def home(request: Request) -> Response:
     return RedirectResponse("/reviews", status_code=303)
@@ -358,7 +363,7 @@ async def answer(request: Request) -> Response:
     store = _store(request)
     item_id = request.path_params["item_id"]
     verdict = form.get("verdict")
-    reviewer = form.get("reviewer", "").strip()[:100]
+    reviewer = _reviewer(form)
     if verdict not in ("approve", "deny") or not reviewer:
         return _page(request, "error.html.j2", 400, title="Bad request",
                      message="an answer needs a verdict (approve or deny) and your name")
@@ -418,7 +423,7 @@ async def second_opinion(request: Request) -> Response:
         return form
     store = _store(request)
     item = st.get_review(store, request.path_params["item_id"])
-    reviewer = form.get("reviewer", "").strip()[:100]
+    reviewer = _reviewer(form)
     verdict = form.get("verdict")
     if item is None:
         return _page(request, "error.html.j2", 404, title="Not found",

@@ -39,7 +39,7 @@ async def label(request: Request) -> Response:
 
     store = web._store(request)
     row = store.get_episode(request.path_params["episode_id"])
-    who = form.get("reviewer", "").strip()[:100]
+    who = web._reviewer(form)
     criterion = form.get("criterion", "").strip()[:200]
     verdict = form.get("verdict")
     target = form.get("item", "outcome")
@@ -80,7 +80,7 @@ async def mark_regression(request: Request) -> Response:
 
     store = web._store(request)
     row = store.get_episode(request.path_params["episode_id"])
-    who = form.get("reviewer", "").strip()[:100]
+    who = web._reviewer(form)
     if not who:
         return await web.episode(request, 400, errors=["marking a regression case needs your "
                                                    "name"])

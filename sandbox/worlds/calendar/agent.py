@@ -41,6 +41,7 @@ class ScriptedCalendarAgent(ScriptedAgent):
     nodes = frozenset(NODES)  # every node its decisions name
     Options = CalendarAgentOptions
     options: CalendarAgentOptions
+    waits = False  # pure computation
 
     async def start(self, ctx: AgentContext, first: Observation) -> None:
         await super().start(ctx, first)

@@ -40,6 +40,7 @@ class ScriptedRetailAgent(ScriptedAgent):
     nodes = frozenset(NODES)  # every node its decisions name
     Options = RetailAgentOptions
     options: RetailAgentOptions
+    waits = False  # pure computation
 
     async def start(self, ctx: AgentContext, first: Observation) -> None:
         await super().start(ctx, first)

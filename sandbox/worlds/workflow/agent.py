@@ -76,6 +76,7 @@ class ScriptedWorkflowAgent(ScriptedAgent):
     nodes = frozenset((*STAGES, "search", "finish"))  # every node its decisions name
     Options = WorkflowAgentOptions
     options: WorkflowAgentOptions
+    waits = False  # pure computation
 
     async def start(self, ctx: AgentContext, first: Observation) -> None:
         await super().start(ctx, first)
